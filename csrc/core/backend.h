@@ -1,0 +1,70 @@
+// The interface both backends implement. Everything here is asynchronous and stream
+// ordered, the CUDA model: a backend has three in-order queues (compute, host-to-device,
+// device-to-host). Ops on one queue run in issue order; ops on different queues are
+// ordered only through events (`deps`: the op starts after every listed event completed,
+// cudaStreamWaitEvent on CUDA, a wait on the queue's worker on CPU). No call blocks the
+// caller's thread on the work itself.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+
+namespace kvcake {
+
+class Event {
+ public:
+  virtual ~Event() = default;
+  // Calls cb exactly once, from any thread, when the work is done: error is empty on
+  // success, else says which operation failed and why. If already done, calls it now.
+  virtual void onComplete(std::function<void(const std::string& error)> cb) = 0;
+  // Non-blocking: has the work completed?
+  virtual bool ready() = 0;
+};
+using EventPtr = std::shared_ptr<Event>;
+using Deps = std::vector<EventPtr>;
+
+enum class Queue : int32_t { Compute = 0, HostToDevice = 1, DeviceToHost = 2 };
+
+// Which queue a block copy runs on: loads (host -> device) on HostToDevice, offloads and
+// host -> host on DeviceToHost, device -> device on Compute.
+inline Queue copyQueue(Tier src, Tier dst) {
+  if (src == Tier::Host && dst == Tier::Device) return Queue::HostToDevice;
+  if (src == Tier::Device && dst == Tier::Device) return Queue::Compute;
+  return Queue::DeviceToHost;
+}
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;          // "cpu" or "cuda"
+  virtual std::string deviceName() const = 0;    // e.g. "NVIDIA H100 80GB HBM3", CPU model
+
+  // Throws Error (naming the tier, the size and the reason) when the memory cannot be had.
+  // `what` names the allocation in that message ("pool", "tensor").
+  virtual MemoryPtr allocate(size_t bytes, Tier tier, const char* what) = 0;
+  // Bytes allocated and not yet freed, per tier.
+  virtual int64_t liveBytes(Tier tier) const = 0;
+
+  // Ops are validated before they get here (core/validate.h); a backend may assume them
+  // well formed. Each returns the event of its completion.
+  virtual EventPtr append(AppendOp op, const Deps& deps) = 0;
+  virtual EventPtr decode(DecodeOp op, const Deps& deps) = 0;
+  virtual EventPtr prefill(PrefillOp op, const Deps& deps) = 0;
+  virtual EventPtr copyBlocks(CopyOp op, const Deps& deps) = 0;
+  virtual EventPtr write(WriteOp op, Queue q, const Deps& deps) = 0;
+  virtual EventPtr read(ReadOp op, Queue q, const Deps& deps) = 0;
+};
+
+// Factories. createCudaBackend throws Error saying why when CUDA cannot be used (built
+// without nvcc, no driver, no device, device index out of range).
+std::unique_ptr<Backend> createCpuBackend();
+std::unique_ptr<Backend> createCudaBackend(int deviceIndex);
+// Whether this binary was built with the CUDA backend, and if so whether a device is
+// usable right now (sets *why when not).
+bool cudaCompiledIn();
+bool cudaUsable(std::string* why);
+
+}  // namespace kvcake
