@@ -1,0 +1,347 @@
+// Cake (arXiv 2410.03065): bidirectional compute-or-load of a stored prompt prefix.
+//
+// A prompt's first `storedChunks` chunks have KV in the prefix store. Computing chunk i costs
+// more the further back it sits (attention over everything before it); loading a chunk costs
+// the same anywhere. So the front of the prompt is computed while chunks are loaded from the
+// back, and the two meet somewhere in the middle. Compute gets only the token budget the
+// scheduler has left after decodes and ordinary prefills; loads run on the storage channel
+// regardless.
+//
+// One CakeTracker per request. The scheduler asks it, each step, which chunk to load next
+// (nextLoad) and which token range to prefill (nextCompute), and reports back completions
+// (onLoaded, onComputed). The tracker never touches memory or time itself.
+//
+// Where the two sides meet. Without estimates the tracker is the paper's greedy: the front
+// computes toward the lowest issued load and loads are issued down to the front. The meeting
+// then lands within a chunk of the ideal split, which on a 16K prompt of 512-token chunks is
+// several percent of TTFT. With `estimates` (per-chunk compute and load seconds, from the
+// scheduler's cost model) the tracker re-solves the split every time it is asked: from the
+// current front, the loads in flight and their expected completion, it picks the split k that
+// minimises max(front finishes chunk k, loads of [k, loadFrom) finish), stops issuing loads
+// below k and computes only up to k. Re-solving each step absorbs a shrinking or growing
+// compute budget and loads that run late.
+//
+// The front reaching a chunk that is in flight. The front never computes a chunk whose load
+// was issued: the load cannot be revoked (plans have no cancel), so computing it would spend
+// GPU time on KV that is already on its way, and the suffix must wait for every in-flight load
+// anyway because its attention reads all prefix KV. So the front stops at the lowest issued
+// chunk and the request waits; once every issued load has landed (in any order), compute
+// skips to the uncached suffix. Loads are likewise never issued for a chunk the front has
+// started (even partially), so no token is both computed and loaded; the one exception is
+// the last prompt token of a fully stored prompt, recomputed to get the first token's logits.
+// Should a caller still report a load landing for a chunk that the front also computed, it is
+// counted in wastedLoadTokens rather than trusted twice.
+
+export type PrefixMode = 'compute-only' | 'load-only' | 'cake';
+
+/** Seconds the scheduler expects; used only to choose the split point. */
+export interface CakeEstimates {
+  /** Seconds to prefill tokens [start, start + tokens) of this prompt, as the scheduler will
+   *  run them (its per-step budget and co-scheduled work folded in as best it knows). */
+  compute(start: number, tokens: number): number;
+  /** Seconds to load chunk `chunk` from the prefix store (transfer time, latency included). */
+  load(chunk: number): number;
+}
+
+export interface CakeTrackerOptions {
+  promptLen: number;
+  chunkTokens: number;
+  /** Leading chunks of the prompt held by the prefix store (0..floor(promptLen/chunkTokens)). */
+  storedChunks: number;
+  mode: PrefixMode;
+  /** Prefix loads of this request outstanding at once (default 2). Bounds the bandwidth
+   *  committed ahead of the meeting point, which cannot be taken back. */
+  maxLoadsInFlight?: number;
+  /** Cost estimates; without them the meeting point is found greedily (the paper's Cake). */
+  estimates?: CakeEstimates;
+}
+
+export type CakePhase =
+  /** Computing or loading the stored prefix. */
+  | 'prefix'
+  /** Front and loads have met; waiting for loads still in flight. */
+  | 'draining'
+  /** Prefix KV all in place; computing the uncached suffix (or the recomputed last token). */
+  | 'suffix'
+  | 'done';
+
+const MODES: readonly PrefixMode[] = ['compute-only', 'load-only', 'cake'];
+
+function checkInt(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new RangeError(`CakeTracker: ${name} must be an integer ${range}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export class CakeTracker {
+  readonly promptLen: number;
+  readonly chunkTokens: number;
+  readonly storedChunks: number;
+  readonly mode: PrefixMode;
+  readonly maxLoadsInFlight: number;
+
+  /** KV of tokens [0, front) is in place: computed from the front, then (once the loads
+   *  have met it and landed) the loaded chunks, then the computed suffix. */
+  private front = 0;
+  /** End of the range the last nextCompute handed out and onComputed has not yet reported:
+   *  loads must not be issued under it (the scheduler may ask for loads after compute). */
+  private planned = 0;
+  /** Lowest chunk whose load has been issued; chunks [low, storedChunks) are loaded or in flight. */
+  private low: number;
+  private readonly inFlightChunks = new Set<number>();
+  private loadedCount = 0;
+  private computed = 0;
+  private wasted = 0;
+  private recomputedLast = false;
+
+  private readonly est?: CakeEstimates;
+  /** Estimated compute seconds of each stored chunk, front to back (with estimates only). */
+  private readonly chunkCompute: Float64Array;
+  private readonly chunkLoad: Float64Array;
+  /** Expected completion of each in-flight load (absolute when the caller passes `now`,
+   *  else unused), and of the last one issued: loads of one request run in issue order. */
+  private readonly loadDoneAt = new Map<number, number>();
+  private lastLoadDoneAt = -Infinity;
+
+  constructor(opts: CakeTrackerOptions) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError('CakeTracker: options object required');
+    this.promptLen = checkInt('promptLen', opts.promptLen, 1);
+    this.chunkTokens = checkInt('chunkTokens', opts.chunkTokens, 1);
+    const maxStored = Math.floor(this.promptLen / this.chunkTokens);
+    this.storedChunks = checkInt(`storedChunks (promptLen ${this.promptLen} / chunkTokens ${this.chunkTokens})`, opts.storedChunks, 0, maxStored);
+    if (!MODES.includes(opts.mode)) {
+      throw new RangeError(`CakeTracker: mode must be one of ${MODES.join(', ')}, got ${String(opts.mode)}`);
+    }
+    this.mode = opts.mode;
+    this.maxLoadsInFlight = checkInt('maxLoadsInFlight', opts.maxLoadsInFlight ?? 2, 1);
+    this.low = this.storedChunks;
+    this.chunkCompute = new Float64Array(0);
+    this.chunkLoad = new Float64Array(0);
+    if (opts.estimates !== undefined) {
+      const e = opts.estimates;
+      if (typeof e?.compute !== 'function' || typeof e?.load !== 'function') {
+        throw new TypeError('CakeTracker: estimates must have compute(start, tokens) and load(chunk) functions');
+      }
+      this.est = e;
+      this.chunkCompute = new Float64Array(this.storedChunks);
+      this.chunkLoad = new Float64Array(this.storedChunks);
+      for (let i = 0; i < this.storedChunks; i++) {
+        this.chunkCompute[i] = this.estimate('compute', e.compute(i * this.chunkTokens, this.chunkTokens));
+        this.chunkLoad[i] = this.estimate('load', e.load(i));
+      }
+    }
+  }
+
+  private estimate(what: string, v: number): number {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+      throw new RangeError(`CakeTracker: estimates.${what} must return a finite number >= 0, got ${String(v)}`);
+    }
+    return v;
+  }
+
+  // ---- state --------------------------------------------------------------------------
+
+  /** KV is in place for tokens [0, kvEnd): computed, or loaded once every load has landed. */
+  get kvEnd(): number {
+    return this.front;
+  }
+  /** Lowest chunk whose load has been issued (storedChunks when none). */
+  get loadFrom(): number {
+    return this.low;
+  }
+  get loadsInFlight(): number {
+    return this.inFlightChunks.size;
+  }
+  /** Tokens whose KV was loaded (landed loads that were used). */
+  get loadedTokens(): number {
+    return this.loadedCount * this.chunkTokens;
+  }
+  /** Tokens whose KV was computed, the recomputed last token included. */
+  get computedTokens(): number {
+    return this.computed;
+  }
+  /** Loaded tokens not used because the front had computed them (0 when driven as documented). */
+  get wastedLoadTokens(): number {
+    return this.wasted;
+  }
+  /** Whether the last prompt token was recomputed over loaded KV (fully stored prompt). */
+  get recomputedLastToken(): boolean {
+    return this.recomputedLast;
+  }
+  private get prefixTokens(): number {
+    return this.storedChunks * this.chunkTokens;
+  }
+  /** Every stored chunk is computed or issued for loading. */
+  private get met(): boolean {
+    return this.mode === 'compute-only' || this.front >= this.low * this.chunkTokens;
+  }
+  /** The last prompt token's KV came from the store, so it is computed again for logits. */
+  private get needsRecompute(): boolean {
+    return this.prefixTokens === this.promptLen && this.low < this.storedChunks;
+  }
+  get phase(): CakePhase {
+    if (this.done) return 'done';
+    if (!this.met) return 'prefix';
+    if (this.inFlightChunks.size > 0) return 'draining';
+    return 'suffix';
+  }
+  /** All prompt KV is in place and the last prompt token has been computed: the first
+   *  token can be emitted. */
+  get done(): boolean {
+    return this.front >= this.promptLen && this.inFlightChunks.size === 0 && (this.recomputedLast || !this.needsRecompute);
+  }
+
+  /** Once the front has met the loads and they have all landed, the loaded chunks join the
+   *  in-place KV and the front moves past them. */
+  private settle(): void {
+    if (this.met && this.inFlightChunks.size === 0 && this.low < this.storedChunks && this.front < this.prefixTokens) {
+      this.front = this.prefixTokens;
+    }
+  }
+
+  // ---- loads --------------------------------------------------------------------------
+
+  /** Next chunk to load from the back (it is marked in flight), or -1: none left, met, mode
+   *  is compute-only, or maxLoadsInFlight reached. `now` (seconds) sharpens the split choice
+   *  when estimates were given. */
+  nextLoad(now?: number): number {
+    if (this.mode === 'compute-only' || this.low === 0) return -1;
+    if (this.inFlightChunks.size >= this.maxLoadsInFlight) return -1;
+    const chunk = this.low - 1;
+    // Never load a chunk the front has started: those tokens would be paid for twice.
+    if (chunk * this.chunkTokens < Math.max(this.front, this.planned)) return -1;
+    if (this.mode === 'cake' && chunk < this.split(now)) return -1;
+    this.low = chunk;
+    this.inFlightChunks.add(chunk);
+    if (this.est !== undefined) {
+      const start = Math.max(now ?? 0, this.lastLoadDoneAt);
+      this.lastLoadDoneAt = start + this.chunkLoad[chunk];
+      this.loadDoneAt.set(chunk, this.lastLoadDoneAt);
+    }
+    return chunk;
+  }
+
+  /** A load issued by nextLoad has landed (loads may land in any order). `at` is its
+   *  completion time, used to correct the expected completion of the loads behind it. */
+  onLoaded(chunk: number, at?: number): void {
+    if (!this.inFlightChunks.has(chunk)) {
+      throw new RangeError(`CakeTracker: onLoaded(${String(chunk)}): chunk is not in flight (in flight: ${[...this.inFlightChunks].join(', ') || 'none'})`);
+    }
+    this.inFlightChunks.delete(chunk);
+    if ((chunk + 1) * this.chunkTokens <= this.front) this.wasted += this.chunkTokens;
+    else this.loadedCount++;
+    const expected = this.loadDoneAt.get(chunk);
+    this.loadDoneAt.delete(chunk);
+    if (expected !== undefined && at !== undefined && Number.isFinite(at)) {
+      // Loads behind this one on the channel shift by the same error.
+      const delta = at - expected;
+      for (const [c, t] of this.loadDoneAt) this.loadDoneAt.set(c, t + delta);
+      this.lastLoadDoneAt = this.loadDoneAt.size > 0 ? this.lastLoadDoneAt + delta : at;
+    }
+    this.settle();
+  }
+
+  // ---- compute ------------------------------------------------------------------------
+
+  /** End (exclusive) of the tokens the front may compute now. */
+  private computeLimit(now?: number): number {
+    if (this.met) {
+      // Suffix: only once every issued load has landed, since its attention reads all of them.
+      return this.inFlightChunks.size > 0 ? this.front : this.promptLen;
+    }
+    if (this.mode === 'load-only') return this.front;
+    const towardLoads = this.low * this.chunkTokens;
+    if (this.est === undefined || this.mode !== 'cake') return towardLoads;
+    return Math.min(towardLoads, this.split(now) * this.chunkTokens);
+  }
+
+  /** Front compute for this step within `budget` tokens: the token range to prefill, or
+   *  null (budget 0, load-only waiting, waiting on in-flight loads before the suffix, or
+   *  done). The range's start is also its cachedBefore (everything before it is in place by
+   *  the time it runs); a range ending at promptLen emits the first token. */
+  nextCompute(budget: number, now?: number): { start: number; tokens: number } | null {
+    checkInt('budget', budget, 0);
+    this.planned = this.front;
+    if (budget === 0 || this.done) return null;
+    if (this.front >= this.promptLen) {
+      // Fully stored prompt, all loaded: recompute the last token to get its logits.
+      return this.inFlightChunks.size === 0 ? { start: this.promptLen - 1, tokens: 1 } : null;
+    }
+    const limit = this.computeLimit(now);
+    if (limit <= this.front) return null;
+    const tokens = Math.min(budget, limit - this.front);
+    this.planned = this.front + tokens;
+    return { start: this.front, tokens };
+  }
+
+  /** The scheduler computed [start, start + tokens): what nextCompute returned, or a
+   *  prefix of it. */
+  onComputed(start: number, tokens: number): void {
+    checkInt('tokens', tokens, 1);
+    if (this.front >= this.promptLen) {
+      if (start !== this.promptLen - 1 || tokens !== 1 || !this.needsRecompute || this.recomputedLast || this.inFlightChunks.size > 0) {
+        throw new RangeError(`CakeTracker: onComputed(${String(start)}, ${tokens}): the prompt is complete; only the last token (${this.promptLen - 1}, 1) may be recomputed, once, after all loads land`);
+      }
+      this.recomputedLast = true;
+      this.computed += 1;
+      return;
+    }
+    if (start !== this.front) {
+      throw new RangeError(`CakeTracker: onComputed(start=${String(start)}): expected start ${this.front} (compute is reported in order)`);
+    }
+    const allowed = this.met
+      ? this.inFlightChunks.size > 0 ? this.front : this.promptLen
+      : this.mode === 'load-only' ? this.front : this.low * this.chunkTokens;
+    if (start + tokens > allowed) {
+      throw new RangeError(`CakeTracker: onComputed(${start}, ${tokens}): runs past token ${allowed} (a loaded or in-flight chunk, or the prompt end)`);
+    }
+    this.computed += tokens;
+    this.front = start + tokens;
+    this.planned = this.front;
+    this.settle();
+  }
+
+  // ---- split --------------------------------------------------------------------------
+
+  /** The chunk index where compute should stop and loads begin, re-solved from the current
+   *  state: min over k of max(front reaches k*chunkTokens, loads of [k, loadFrom) land).
+   *  Without estimates: the greedy meeting point (the lowest chunk the front has not started). */
+  private split(now?: number): number {
+    const C = this.chunkTokens;
+    const f = Math.max(this.front, this.planned);
+    const first = Math.min(Math.ceil(f / C), this.low);
+    if (this.est === undefined || first >= this.low) return first;
+    const t = now ?? 0;
+    // The compute handed out this step, and finishing a partially computed chunk, are owed
+    // whatever the split.
+    const owed = (f > this.front ? this.est.compute(this.front, f - this.front) : 0) + (first * C > f ? this.est.compute(f, first * C - f) : 0);
+    const frontAt = t + owed;
+    const loadsAt = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
+    let loadRest = 0;
+    for (let j = first; j < this.low; j++) loadRest += this.chunkLoad[j];
+    let best = first;
+    let bestCost = Infinity;
+    let computeSum = 0;
+    for (let k = first; k <= this.low; k++) {
+      const cost = Math.max(frontAt + computeSum, loadsAt + loadRest);
+      // Ties go to loading: compute is what other requests contend for.
+      if (cost < bestCost - 1e-12) {
+        bestCost = cost;
+        best = k;
+      }
+      if (k < this.low) {
+        computeSum += this.chunkCompute[k];
+        loadRest -= this.chunkLoad[k];
+      }
+    }
+    return best;
+  }
+
+  private inFlightLoadSum(): number {
+    let s = 0;
+    for (const c of this.inFlightChunks) s += this.chunkLoad[c];
+    return s;
+  }
+}
