@@ -2,19 +2,19 @@
 // fingerprint), so a chunk's key names its whole prefix and two prompts share key_i exactly
 // when they share chunks 0..i. H is SHA-256 truncated to 64 bits (16 hex digits):
 // collisions are negligible at any store size here, and node:crypto makes it fast.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Fingerprint the synthetic and trace workloads use when no model is named. */
 export const DEFAULT_FINGERPRINT = 'kvcake-sim';
 
+// One-shot crypto.hash over one buffer: about twice as fast as a Hash object with several
+// update() calls, which matters when a trace holds hundreds of thousands of chunks.
 function link(prev: string, chunk: string | Uint8Array, fingerprint: string): string {
-  const h = createHash('sha256');
-  h.update(prev);
-  h.update('\u0000');
-  h.update(chunk);
-  h.update('\u0000');
-  h.update(fingerprint);
-  return h.digest('hex').slice(0, 16);
+  const data =
+    typeof chunk === 'string'
+      ? `${prev}\u0000${chunk}\u0000${fingerprint}`
+      : Buffer.concat([Buffer.from(`${prev}\u0000`), chunk, Buffer.from(`\u0000${fingerprint}`)]);
+  return hash('sha256', data, 'hex').slice(0, 16);
 }
 
 /** Chains chunk identities (strings: a trace's block id, a synthetic group's chunk name). */
