@@ -4,11 +4,18 @@
 #include <cstddef>
 #include <cstdint>
 
+// Lets CUDA kernels use the same layout arithmetic as the host (no-op for a C++ compiler).
+#ifdef __CUDACC__
+#define KVCAKE_HD __host__ __device__
+#else
+#define KVCAKE_HD
+#endif
+
 namespace kvcake {
 
 enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
-inline size_t dtypeSize(DType t) { return t == DType::F32 ? 4 : 2; }
+KVCAKE_HD inline size_t dtypeSize(DType t) { return t == DType::F32 ? 4 : 2; }
 inline const char* dtypeName(DType t) {
   return t == DType::F32 ? "fp32" : t == DType::F16 ? "fp16" : "bf16";
 }
@@ -32,13 +39,13 @@ struct KVLayout {
   int32_t blockSize = 0;
   DType dtype = DType::F16;
 
-  int64_t headStride() const { return int64_t(blockSize) * headDim; }        // elements
-  int64_t kvStride() const { return int64_t(numKvHeads) * headStride(); }    // K -> V
-  int64_t blockStride() const { return 2 * kvStride(); }                     // elements
-  int64_t blockBytes() const { return blockStride() * int64_t(dtypeSize(dtype)); }
-  int64_t poolBytes() const { return blockBytes() * numBlocks; }
+  KVCAKE_HD int64_t headStride() const { return int64_t(blockSize) * headDim; }        // elements
+  KVCAKE_HD int64_t kvStride() const { return int64_t(numKvHeads) * headStride(); }    // K -> V
+  KVCAKE_HD int64_t blockStride() const { return 2 * kvStride(); }                     // elements
+  KVCAKE_HD int64_t blockBytes() const { return blockStride() * int64_t(dtypeSize(dtype)); }
+  KVCAKE_HD int64_t poolBytes() const { return blockBytes() * numBlocks; }
   // Element offset of row `token` (0..blockSize-1) of head `head`, kv = 0 (K) or 1 (V).
-  int64_t offset(int64_t block, int kv, int head, int token) const {
+  KVCAKE_HD int64_t offset(int64_t block, int kv, int head, int token) const {
     return block * blockStride() + kv * kvStride() + head * headStride() + int64_t(token) * headDim;
   }
 };
