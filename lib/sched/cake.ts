@@ -49,8 +49,11 @@ export interface CakeTrackerOptions {
   /** Leading chunks of the prompt held by the prefix store (0..floor(promptLen/chunkTokens)). */
   storedChunks: number;
   mode: PrefixMode;
-  /** Prefix loads of this request outstanding at once (default 2). Bounds the bandwidth
-   *  committed ahead of the meeting point, which cannot be taken back. */
+  /** Prefix loads of this request outstanding at once. Bounds the bandwidth committed ahead
+   *  of the meeting point, which cannot be taken back. Default 2 for the greedy meeting; with
+   *  `estimates`, default unbounded, because the planner itself issues loads only down to the
+   *  split it chose, and loads are issued only at step boundaries: a small bound would idle the
+   *  storage channel for most of a long step whenever loads are fast. */
   maxLoadsInFlight?: number;
   /** Cost estimates; without them the meeting point is found greedily (the paper's Cake). */
   estimates?: CakeEstimates;
@@ -115,7 +118,7 @@ export class CakeTracker {
       throw new RangeError(`CakeTracker: mode must be one of ${MODES.join(', ')}, got ${String(opts.mode)}`);
     }
     this.mode = opts.mode;
-    this.maxLoadsInFlight = checkInt('maxLoadsInFlight', opts.maxLoadsInFlight ?? 2, 1);
+    this.maxLoadsInFlight = checkInt('maxLoadsInFlight', opts.maxLoadsInFlight ?? (opts.estimates !== undefined ? Math.max(1, this.storedChunks) : 2), 1);
     this.low = this.storedChunks;
     this.chunkCompute = new Float64Array(0);
     this.chunkLoad = new Float64Array(0);
