@@ -146,8 +146,10 @@ export class CakeTracker {
 
   // ---- state --------------------------------------------------------------------------
 
-  /** KV is in place for tokens [0, kvEnd): computed, or loaded once every load has landed. */
-  get kvEnd(): number {
+  /** The compute front: KV of tokens [0, computedEnd) is in place. Until the loads land it
+   *  is all computed; once they have met the front and landed, the front moves past the
+   *  loaded chunks, so this is also the prefill progress (the suffix starts here). */
+  get computedEnd(): number {
     return this.front;
   }
   /** Lowest chunk whose load has been issued (storedChunks when none). */
