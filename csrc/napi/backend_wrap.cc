@@ -1,0 +1,218 @@
+#include "napi/backend_wrap.h"
+
+#include <cstring>
+
+#include "core/validate.h"
+#include "napi/event_wrap.h"
+#include "napi/pool_wrap.h"
+#include "napi/tensor_wrap.h"
+
+namespace kvcake::napi {
+
+namespace {
+
+constexpr int64_t kMaxNumel = int64_t(1) << 40;
+
+Napi::Value field(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+// Decode and prefill share these arguments.
+template <typename Op>
+void readAttention(Op& op, const Napi::Object& a, const Backend* owner, const char* opName) {
+  const std::string p = std::string(opName) + ": ";
+  op.pool = PoolWrap::From(field(a, "pool"), owner, p + "pool");
+  op.q = TensorWrap::From(field(a, "q"), owner, p + "q");
+  op.out = TensorWrap::From(field(a, "out"), owner, p + "out");
+  op.blockTables = toInt32Vector(field(a, "blockTables"), p + "blockTables");
+  op.tableStride = int32_t(toInt(field(a, "tableStride"), p + "tableStride", 1, INT32_MAX));
+  op.contextLens = toInt32Vector(field(a, "contextLens"), p + "contextLens");
+  op.batch = int32_t(op.contextLens.size());
+  op.numHeads = int32_t(toInt(field(a, "numHeads"), p + "numHeads", 1, Limits::kMaxHeads));
+  Napi::Value s = field(a, "scale");
+  op.scale = s.IsUndefined() || s.IsNull() ? 0.f : float(toFinite(s, p + "scale"));
+}
+
+}  // namespace
+
+Napi::Function BackendWrap::Init(Napi::Env env) {
+  return DefineClass(env, "Backend",
+                     {InstanceAccessor<&BackendWrap::Name>("name"),
+                      InstanceAccessor<&BackendWrap::DeviceName>("deviceName"),
+                      InstanceMethod<&BackendWrap::LiveBytes>("liveBytes"),
+                      InstanceMethod<&BackendWrap::CreatePool>("createPool"),
+                      InstanceMethod<&BackendWrap::CreateTensor>("createTensor"),
+                      InstanceMethod<&BackendWrap::Append>("append"),
+                      InstanceMethod<&BackendWrap::Decode>("decode"),
+                      InstanceMethod<&BackendWrap::Prefill>("prefill"),
+                      InstanceMethod<&BackendWrap::CopyBlocks>("copyBlocks"),
+                      InstanceMethod<&BackendWrap::Write>("write"),
+                      InstanceMethod<&BackendWrap::Read>("read")});
+}
+
+BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {}
+
+Napi::Object BackendWrap::Make(Napi::Env env, std::unique_ptr<Backend> backend) {
+  Napi::Object obj = addonData(env).backendCtor.New({});
+  Unwrap(obj)->backend_ = std::shared_ptr<Backend>(std::move(backend));
+  return obj;
+}
+
+Backend& BackendWrap::backend(Napi::Env env) {
+  if (!backend_) typeError(env, "this Backend was not created by createBackend");
+  return *backend_;
+}
+
+Napi::Value BackendWrap::Name(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), backend(info.Env()).name());
+}
+
+Napi::Value BackendWrap::DeviceName(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), backend(info.Env()).deviceName());
+}
+
+Napi::Value BackendWrap::LiveBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tier t = toTier(info[0], "liveBytes: tier");
+  return Napi::Number::New(env, double(backend(env).liveBytes(t)));
+}
+
+// createPool({ numBlocks, numKvHeads, headDim, blockSize, dtype, tier })
+Napi::Value BackendWrap::CreatePool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Napi::Object o = toObject(info[0], "createPool: options");
+    KVLayout l;
+    l.numBlocks = int32_t(toInt(field(o, "numBlocks"), "createPool: numBlocks", 1, INT32_MAX));
+    l.numKvHeads = int32_t(toInt(field(o, "numKvHeads"), "createPool: numKvHeads", 1, Limits::kMaxKvHeads));
+    l.headDim = int32_t(toInt(field(o, "headDim"), "createPool: headDim", 1, Limits::kMaxHeadDim));
+    l.blockSize = int32_t(toInt(field(o, "blockSize"), "createPool: blockSize", 1, INT32_MAX));
+    l.dtype = toDType(field(o, "dtype"), "createPool: dtype");
+    Tier tier = toTier(field(o, "tier"), "createPool: tier");
+    validatePoolLayout(l);
+    Pool p;
+    p.layout = l;
+    p.mem = be.allocate(size_t(l.poolBytes()), tier, "pool");
+    return PoolWrap::Make(env, backend_, std::move(p));
+  });
+}
+
+// createTensor(dtype, numel, tier)
+Napi::Value BackendWrap::CreateTensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Tensor t;
+    t.dtype = toDType(info[0], "tensor: dtype");
+    t.numel = toInt(info[1], "tensor: numel", 1, kMaxNumel);
+    Tier tier = info[2].IsUndefined() ? Tier::Device : toTier(info[2], "tensor: tier");
+    t.mem = be.allocate(size_t(t.numel) * dtypeSize(t.dtype), tier, "tensor");
+    return TensorWrap::Make(env, backend_, std::move(t));
+  });
+}
+
+// append({ pool, k, v, slotMapping }, waitFor)
+Napi::Value BackendWrap::Append(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Napi::Object a = toObject(info[0], "append: arguments");
+    AppendOp op;
+    op.pool = PoolWrap::From(field(a, "pool"), &be, "append: pool");
+    op.k = TensorWrap::From(field(a, "k"), &be, "append: k");
+    op.v = TensorWrap::From(field(a, "v"), &be, "append: v");
+    op.slots = toInt32Vector(field(a, "slotMapping"), "append: slotMapping");
+    Deps deps = toDeps(info[1], &be, "append: waitFor");
+    validateAppend(op);
+    return EventWrap::Make(env, be.append(std::move(op), deps), &be);
+  });
+}
+
+// decode({ pool, q, out, blockTables, tableStride, contextLens, numHeads, scale }, waitFor)
+Napi::Value BackendWrap::Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Napi::Object a = toObject(info[0], "decode: arguments");
+    DecodeOp op;
+    readAttention(op, a, &be, "decode");
+    Deps deps = toDeps(info[1], &be, "decode: waitFor");
+    validateDecode(op);
+    return EventWrap::Make(env, be.decode(std::move(op), deps), &be);
+  });
+}
+
+// prefill({ ...decode's arguments, qStartLoc }, waitFor)
+Napi::Value BackendWrap::Prefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Napi::Object a = toObject(info[0], "prefill: arguments");
+    PrefillOp op;
+    readAttention(op, a, &be, "prefill");
+    op.qStartLoc = toInt32Vector(field(a, "qStartLoc"), "prefill: qStartLoc");
+    Deps deps = toDeps(info[1], &be, "prefill: waitFor");
+    validatePrefill(op);
+    return EventWrap::Make(env, be.prefill(std::move(op), deps), &be);
+  });
+}
+
+// copyBlocks(src, dst, pairs, waitFor)
+Napi::Value BackendWrap::CopyBlocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    CopyOp op;
+    op.src = PoolWrap::From(info[0], &be, "copyBlocks: src");
+    op.dst = PoolWrap::From(info[1], &be, "copyBlocks: dst");
+    op.pairs = toInt32Vector(info[2], "copyBlocks: pairs");
+    Deps deps = toDeps(info[3], &be, "copyBlocks: waitFor");
+    validateCopy(op);
+    return EventWrap::Make(env, be.copyBlocks(std::move(op), deps), &be);
+  });
+}
+
+// write(tensor, data, offsetElements, waitFor): on the compute queue, so ops issued after
+// it see the data without a waitFor.
+Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    const Tensor& t = TensorWrap::From(info[0], &be, "write: tensor");
+    Bytes b = toDTypeBytes(info[1], t.dtype, "write: data");
+    const int64_t offset = info[2].IsUndefined() ? 0 : toInt(info[2], "write: offset", 0, t.numel);
+    if (b.numel > t.numel - offset)
+      rangeError(env, "write: " + std::to_string(b.numel) + " elements at offset " + std::to_string(offset) +
+                          " do not fit the tensor's " + std::to_string(t.numel) + " elements");
+    WriteOp op;
+    op.dst = t.mem;
+    op.offset = size_t(offset) * dtypeSize(t.dtype);
+    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    Deps deps = toDeps(info[3], &be, "write: waitFor");
+    validateWrite(op);
+    return EventWrap::Make(env, be.write(std::move(op), Queue::Compute, deps), &be);
+  });
+}
+
+// read(tensor, waitFor): on the compute queue; the promise resolves to an ArrayBuffer.
+Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    const Tensor& t = TensorWrap::From(info[0], &be, "read: tensor");
+    ReadOp op;
+    op.src = t.mem;
+    op.offset = 0;
+    op.length = size_t(t.numel) * dtypeSize(t.dtype);
+    op.into = std::make_shared<std::vector<uint8_t>>();
+    Deps deps = toDeps(info[1], &be, "read: waitFor");
+    validateRead(op);
+    auto into = op.into;
+    return EventWrap::Make(env, be.read(std::move(op), Queue::Compute, deps), &be, [into](Napi::Env e) -> Napi::Value {
+      auto buf = Napi::ArrayBuffer::New(e, into->size());
+      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
+      return buf;
+    });
+  });
+}
+
+}  // namespace kvcake::napi
