@@ -141,7 +141,7 @@ export function readMooncakeTrace(path: string, opts: MooncakeOptions = {}): Req
     } catch (e) {
       throw new Error(`${where}: not valid JSON: ${(e as Error).message}`);
     }
-    if (rec === null || typeof rec !== 'object') throw new Error(`${where}: expected a JSON object`);
+    if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new Error(`${where}: expected a JSON object`);
     const { timestamp, input_length: inLen, output_length: outLen, hash_ids: ids } = rec;
     if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new Error(`${where}: timestamp must be a number (ms), got ${JSON.stringify(timestamp)}`);
     if (!(typeof inLen === 'number' && Number.isInteger(inLen) && inLen >= 1)) throw new Error(`${where}: input_length must be an integer >= 1, got ${JSON.stringify(inLen)}`);
