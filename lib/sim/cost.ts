@@ -39,6 +39,16 @@
 // - eta = 0.8: Vidur's achieved fraction of HBM bandwidth for memory-bound decode.
 // - L20 has no published chunk timings; it uses the A100 fit (both are Ampere/Ada-class
 //   parts running the same kernels), so its times scale with its lower peak.
+// - Tensor parallelism: the cost model sees one aggregated device (presets.ts sums FLOP/s
+//   and HBM bandwidth over the group times TP_EFFICIENCY = 0.9 for the all-reduces), and
+//   reads model.weightBytes (one card's shard) times the TP degree.
+// - computeShare divides compute only. Cake's cells cap the SMs a server gets; HBM traffic
+//   of a memory-bound decode still reaches most of the bandwidth from a fraction of the SMs,
+//   so memory time is left whole.
+//
+// Measured with these constants (test/sim/cost.test.ts): LongAlpaca-7B 512-token chunk 0 /
+// 31 / 63 = 38.8 / 74.8 / 112.0 ms on A100 and 27.4 / 60.0 / 93.7 ms on H100; Llama-2-7B
+// decode of one 1K-token sequence 10.6 ms (A100), 22.3 ms (L20); 32 x 2K on L20 71 ms.
 import type { GpuSpec, ModelSpec } from './specs.js';
 import { kvBytesPerToken } from './specs.js';
 

@@ -92,7 +92,7 @@ export function readAzureTrace(path: string, opts: TraceOptions = {}): Request[]
   const fn = 'readAzureTrace';
   const { limit, timeScale } = checkOptions(fn, opts);
   const lines = readLines(fn, path);
-  const header = lines[0]?.replace(/\r$/, '').split(',').map((s) => s.trim());
+  const header = lines[0]?.replace(/^\uFEFF/, '').replace(/\r$/, '').split(',').map((s) => s.trim());
   const col = (name: string) => header?.indexOf(name) ?? -1;
   const [ti, ci, gi] = [col('TIMESTAMP'), col('ContextTokens'), col('GeneratedTokens')];
   if (ti < 0 || ci < 0 || gi < 0) {
