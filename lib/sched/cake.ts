@@ -100,8 +100,7 @@ export class CakeTracker {
   private recomputedLast = false;
 
   private readonly est?: CakeEstimates;
-  /** Estimated compute seconds of each stored chunk, front to back (with estimates only). */
-  private readonly chunkCompute: Float64Array;
+  /** Estimated load seconds of each stored chunk (with estimates only). */
   private readonly chunkLoad: Float64Array;
   /** Expected completion of each in-flight load (absolute when the caller passes `now`,
    *  else unused), and of the last one issued: loads of one request run in issue order. */
@@ -120,7 +119,6 @@ export class CakeTracker {
     this.mode = opts.mode;
     this.maxLoadsInFlight = checkInt('maxLoadsInFlight', opts.maxLoadsInFlight ?? (opts.estimates !== undefined ? Math.max(1, this.storedChunks) : 2), 1);
     this.low = this.storedChunks;
-    this.chunkCompute = new Float64Array(0);
     this.chunkLoad = new Float64Array(0);
     if (opts.estimates !== undefined) {
       const e = opts.estimates;
@@ -128,12 +126,9 @@ export class CakeTracker {
         throw new TypeError('CakeTracker: estimates must have compute(start, tokens) and load(chunk) functions');
       }
       this.est = e;
-      this.chunkCompute = new Float64Array(this.storedChunks);
       this.chunkLoad = new Float64Array(this.storedChunks);
-      for (let i = 0; i < this.storedChunks; i++) {
-        this.chunkCompute[i] = this.estimate('compute', e.compute(i * this.chunkTokens, this.chunkTokens));
-        this.chunkLoad[i] = this.estimate('load', e.load(i));
-      }
+      for (let i = 0; i < this.storedChunks; i++) this.chunkLoad[i] = this.estimate('load', e.load(i));
+      if (this.storedChunks > 0) this.estimate('compute', e.compute(0, this.chunkTokens));
     }
   }
 
@@ -250,16 +245,24 @@ export class CakeTracker {
 
   // ---- compute ------------------------------------------------------------------------
 
-  /** End (exclusive) of the tokens the front may compute now. */
-  private computeLimit(now?: number): number {
+  /** End (exclusive) of the tokens the front may compute at all: up to the lowest issued
+   *  load, or through the suffix when no load was ever issued (the prefix end is then no
+   *  boundary: one step may run from the prefix into the suffix). */
+  private frontCap(): number {
     if (this.met) {
       // Suffix: only once every issued load has landed, since its attention reads all of them.
       return this.inFlightChunks.size > 0 ? this.front : this.promptLen;
     }
     if (this.mode === 'load-only') return this.front;
-    const towardLoads = this.low * this.chunkTokens;
-    if (this.est === undefined || this.mode !== 'cake') return towardLoads;
-    return Math.min(towardLoads, this.split(now) * this.chunkTokens);
+    return this.low === this.storedChunks ? this.promptLen : this.low * this.chunkTokens;
+  }
+
+  /** End (exclusive) of the tokens the front should compute now. */
+  private computeLimit(now?: number): number {
+    const cap = this.frontCap();
+    if (this.met || this.est === undefined || this.mode !== 'cake') return cap;
+    const k = this.split(now);
+    return Math.min(cap, k === this.storedChunks ? this.promptLen : k * this.chunkTokens);
   }
 
   /** Front compute for this step within `budget` tokens: the token range to prefill, or
@@ -296,9 +299,7 @@ export class CakeTracker {
     if (start !== this.front) {
       throw new RangeError(`CakeTracker: onComputed(start=${String(start)}): expected start ${this.front} (compute is reported in order)`);
     }
-    const allowed = this.met
-      ? this.inFlightChunks.size > 0 ? this.front : this.promptLen
-      : this.mode === 'load-only' ? this.front : this.low * this.chunkTokens;
+    const allowed = this.frontCap();
     if (start + tokens > allowed) {
       throw new RangeError(`CakeTracker: onComputed(${start}, ${tokens}): runs past token ${allowed} (a loaded or in-flight chunk, or the prompt end)`);
     }
@@ -315,31 +316,37 @@ export class CakeTracker {
    *  Without estimates: the greedy meeting point (the lowest chunk the front has not started). */
   private split(now?: number): number {
     const C = this.chunkTokens;
-    const f = Math.max(this.front, this.planned);
-    const first = Math.min(Math.ceil(f / C), this.low);
+    const first = Math.min(Math.ceil(Math.max(this.front, this.planned) / C), this.low);
     if (this.est === undefined || first >= this.low) return first;
     const t = now ?? 0;
-    // The compute handed out this step, and finishing a partially computed chunk, are owed
-    // whatever the split.
-    const owed = (f > this.front ? this.est.compute(this.front, f - this.front) : 0) + (first * C > f ? this.est.compute(f, first * C - f) : 0);
-    const frontAt = t + owed;
     const loadsAt = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
     let loadRest = 0;
     for (let j = first; j < this.low; j++) loadRest += this.chunkLoad[j];
     let best = first;
     let bestCost = Infinity;
-    let computeSum = 0;
+    // Once every stored chunk is computed and nothing was ever loaded, the suffix is just more
+    // front compute, batched into the same steps; otherwise it follows the last load and pays
+    // its own steps. Comparing whole-prefill times keeps Cake from ever choosing a split that
+    // is slower than computing everything (short suffixes on short prompts).
+    const P = this.promptLen;
+    const S = this.storedChunks;
+    const suffix = this.estimate('compute', P > S * C ? this.est.compute(S * C, P - S * C) : this.est.compute(P - 1, 1));
     for (let k = first; k <= this.low; k++) {
-      const cost = Math.max(frontAt + computeSum, loadsAt + loadRest);
+      // The front's time to k is estimated over the whole range, not summed per chunk: a
+      // budget of several chunks per step pays the per-step cost once for all of them. The
+      // range includes this step's planned compute and the rest of a started chunk, which
+      // are owed whatever the split.
+      const frontAt = t + (k * C > this.front ? this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : 0);
+      const cost =
+        k === S && this.low === S
+          ? t + this.estimate('compute', this.est.compute(this.front, P - this.front))
+          : Math.max(frontAt, loadsAt + loadRest) + suffix;
       // Ties go to loading: compute is what other requests contend for.
       if (cost < bestCost - 1e-12) {
         bestCost = cost;
         best = k;
       }
-      if (k < this.low) {
-        computeSum += this.chunkCompute[k];
-        loadRest -= this.chunkLoad[k];
-      }
+      if (k < this.low) loadRest -= this.chunkLoad[k];
     }
     return best;
   }
