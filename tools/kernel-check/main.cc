@@ -1,0 +1,614 @@
+// Standalone check and microbenchmark for the CPU kernels (csrc/cpu/kernels_*.cc).
+// Every kernel is compared with a naive double-precision reference on randomized shapes
+// (head dims, block sizes, GQA ratios, varlen batches, shuffled block tables, empty and
+// long contexts); then bandwidth / throughput is measured against memcpy in the same run.
+// Build and usage: see README.md next to this file.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+using namespace kvcake;
+using namespace kvcake::cpu;
+
+namespace {
+
+// ---- reference element codecs (bit manipulation only, independent of the kernels) ----
+
+double halfToDouble(uint16_t h) {
+  const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+  double v;
+  if (e == 0) v = std::ldexp(double(m), -24);
+  else if (e == 31) v = m ? NAN : INFINITY;
+  else v = std::ldexp(double(m | 1024), e - 25);
+  return s ? -v : v;
+}
+
+// Round to nearest even on the double value; only finite, modest inputs are encoded here.
+uint16_t doubleToHalf(double x) {
+  uint16_t sign = x < 0 ? 0x8000 : 0;
+  double a = std::fabs(x);
+  if (std::isnan(x)) return 0x7e00;
+  if (a >= 65520.0) return sign | 0x7c00;
+  int e;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
+  int exp = e - 1;    // a in [2^exp, 2^(exp+1))
+  if (exp < -14) exp = -14;  // subnormal range: fixed quantum 2^-24
+  const double q = std::ldexp(1.0, exp - 10);
+  double m = std::nearbyint(a / q);  // default rounding mode is nearest-even
+  uint32_t mant = uint32_t(m);
+  int biased = exp + 15;
+  if (mant >= 2048) { mant >>= 1; ++biased; }
+  if (mant < 1024) return sign | uint16_t(mant);  // subnormal
+  if (biased >= 31) return sign | 0x7c00;
+  return sign | uint16_t(biased << 10) | uint16_t(mant & 1023);
+}
+
+double bf16ToDouble(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t doubleToBf16(double x) {
+  if (std::isnan(x)) return 0x7fc0;
+  const float f = float(x);  // exact for the values generated here (they come from floats)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t lower = u & 0xffff, upper = u >> 16;
+  uint32_t r = upper;
+  if (lower > 0x8000 || (lower == 0x8000 && (upper & 1))) ++r;
+  return uint16_t(r);
+}
+
+double getRef(const void* base, int64_t i, DType t) {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(base)[i];
+    case DType::F16: return halfToDouble(static_cast<const uint16_t*>(base)[i]);
+    default: return bf16ToDouble(static_cast<const uint16_t*>(base)[i]);
+  }
+}
+
+void setRef(void* base, int64_t i, DType t, double v) {
+  switch (t) {
+    case DType::F32: static_cast<float*>(base)[i] = float(v); break;
+    case DType::F16: static_cast<uint16_t*>(base)[i] = doubleToHalf(v); break;
+    default: static_cast<uint16_t*>(base)[i] = doubleToBf16(v); break;
+  }
+}
+
+// ---- test fixtures ----
+
+struct Buf {
+  std::vector<uint8_t> bytes;
+  DType t;
+  Buf(int64_t n, DType dt) : bytes(size_t(n) * dtypeSize(dt)), t(dt) {}
+  void* data() { return bytes.data(); }
+  const void* data() const { return bytes.data(); }
+  int64_t n() const { return int64_t(bytes.size() / dtypeSize(t)); }
+};
+
+void fillRandom(Buf& b, std::mt19937_64& rng, double lo = -1, double hi = 1) {
+  std::uniform_real_distribution<float> u{float(lo), float(hi)};
+  for (int64_t i = 0; i < b.n(); ++i) setRef(b.data(), i, b.t, u(rng));
+}
+
+void fillNaN(Buf& b) {
+  for (int64_t i = 0; i < b.n(); ++i) setRef(b.data(), i, b.t, NAN);
+}
+
+// A pool with every sequence's blocks scattered at random; rows nobody may read hold NaN
+// so a kernel that touches them produces NaN and fails the comparison.
+struct PagedCase {
+  KVLayout L;
+  Buf pool;
+  std::vector<int32_t> table;
+  int32_t stride = 0;
+  std::vector<int32_t> ctx;
+  PagedCase(KVLayout l, const std::vector<int32_t>& ctxLens, std::mt19937_64& rng, bool shuffle = true)
+      : L(l), pool(0, l.dtype), ctx(ctxLens) {
+    int64_t need = 0;
+    int32_t maxBlocks = 0;
+    for (int32_t c : ctx) {
+      const int32_t nb = (c + L.blockSize - 1) / L.blockSize;
+      need += nb;
+      maxBlocks = std::max(maxBlocks, nb);
+    }
+    L.numBlocks = int32_t(need + 1 + need / 8);
+    pool = Buf(L.numBlocks * L.blockStride(), L.dtype);
+    fillNaN(pool);
+    std::vector<int32_t> ids(L.numBlocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    if (shuffle) std::shuffle(ids.begin(), ids.end(), rng);
+    stride = maxBlocks + int32_t(rng() % 3);
+    table.assign(size_t(ctx.size()) * std::max(stride, 1), 0);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    int64_t next = 0;
+    for (size_t b = 0; b < ctx.size(); ++b) {
+      const int32_t nb = (ctx[b] + L.blockSize - 1) / L.blockSize;
+      for (int32_t j = 0; j < stride; ++j) {
+        // Entries past the last block are padding: garbage the kernel must ignore.
+        table[b * stride + j] = j < nb ? ids[next++] : -int32_t(rng() % 1000000) - 1;
+      }
+      for (int64_t p = 0; p < ctx[b]; ++p) {
+        const int64_t blk = table[b * stride + p / L.blockSize];
+        for (int kv = 0; kv < 2; ++kv)
+          for (int h = 0; h < L.numKvHeads; ++h) {
+            const int64_t o = L.offset(blk, kv, h, int(p % L.blockSize));
+            for (int d = 0; d < L.headDim; ++d) setRef(pool.data(), o + d, L.dtype, u(rng));
+          }
+      }
+    }
+  }
+};
+
+// softmax(q . k * scale) v over cache positions [0, n) of sequence b, in double.
+void refAttend(const PagedCase& c, int64_t b, int kvh, const Buf& q, int64_t qOff, int64_t n,
+               double scale, std::vector<double>& out) {
+  const KVLayout& L = c.L;
+  const int D = L.headDim;
+  out.assign(D, 0.0);
+  if (n <= 0) return;
+  std::vector<double> s(n);
+  double mx = -INFINITY;
+  for (int64_t p = 0; p < n; ++p) {
+    const int64_t blk = c.table[b * c.stride + p / L.blockSize];
+    const int64_t o = L.offset(blk, 0, kvh, int(p % L.blockSize));
+    double acc = 0;
+    for (int d = 0; d < D; ++d) acc += getRef(q.data(), qOff + d, q.t) * getRef(c.pool.data(), o + d, L.dtype);
+    s[p] = acc * scale;
+    mx = std::max(mx, s[p]);
+  }
+  double sum = 0;
+  for (int64_t p = 0; p < n; ++p) {
+    const double w = std::exp(s[p] - mx);
+    sum += w;
+    const int64_t blk = c.table[b * c.stride + p / L.blockSize];
+    const int64_t o = L.offset(blk, 1, kvh, int(p % L.blockSize));
+    for (int d = 0; d < D; ++d) out[d] += w * getRef(c.pool.data(), o + d, L.dtype);
+  }
+  for (int d = 0; d < D; ++d) out[d] /= sum;
+}
+
+struct Tol {
+  double abs, rel;
+};
+Tol tolFor(DType t) {
+  switch (t) {
+    case DType::F32: return {3e-5, 1e-4};
+    case DType::F16: return {1.5e-3, 2e-3};
+    default: return {1e-2, 1e-2};
+  }
+}
+
+int g_failures = 0;
+bool expectClose(const char* what, const std::string& shape, const Buf& got, int64_t off,
+                 const std::vector<double>& ref) {
+  const Tol tol = tolFor(got.t);
+  for (size_t d = 0; d < ref.size(); ++d) {
+    const double g = getRef(got.data(), off + int64_t(d), got.t);
+    if (!(std::fabs(g - ref[d]) <= tol.abs + tol.rel * std::fabs(ref[d]))) {
+      if (g_failures < 20)
+        std::printf("FAIL %s %s: element %zu got %.7g want %.7g\n", what, shape.c_str(), d, g, ref[d]);
+      ++g_failures;
+      return false;
+    }
+  }
+  return true;
+}
+
+const int kHeadDims[] = {64, 80, 96, 128, 256};
+const int kBlockSizes[] = {8, 16, 32, 64, 128, 256};
+const int kKvHeads[] = {1, 2, 3, 4, 8};
+const int kGroups[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 16};
+const DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+template <class T, size_t N>
+T pick(const T (&a)[N], std::mt19937_64& rng) { return a[rng() % N]; }
+
+std::string shapeStr(const KVLayout& L, int numHeads, int batch, double scale) {
+  char s[200];
+  std::snprintf(s, sizeof s, "[%s D=%d bs=%d kv=%d heads=%d batch=%d scale=%.3g]", dtypeName(L.dtype),
+                L.headDim, L.blockSize, L.numKvHeads, numHeads, batch, scale);
+  return s;
+}
+
+KVLayout randomLayout(std::mt19937_64& rng) {
+  KVLayout L;
+  L.dtype = pick(kDTypes, rng);
+  L.headDim = pick(kHeadDims, rng);
+  L.blockSize = pick(kBlockSizes, rng);
+  L.numKvHeads = pick(kKvHeads, rng);
+  return L;
+}
+
+double randomScale(int D, std::mt19937_64& rng) {
+  // Small scales give flat softmaxes; large ones peak hard and exercise the running max.
+  const double opts[] = {1.0 / std::sqrt(double(D)), 0.5, 2.0};
+  return opts[rng() % 3];
+}
+
+std::vector<int32_t> randomContexts(int batch, int maxCtx, std::mt19937_64& rng) {
+  std::vector<int32_t> ctx(batch);
+  for (auto& c : ctx) {
+    const int r = int(rng() % 10);
+    c = r == 0 ? 0 : r == 1 ? 1 + int(rng() % 3) : int(rng() % (maxCtx + 1));
+  }
+  return ctx;
+}
+
+void checkDecode(const KVLayout& L0, int G, const std::vector<int32_t>& ctx, double scale,
+                 std::mt19937_64& rng, ThreadPool& tp, bool shuffle = true) {
+  PagedCase c(L0, ctx, rng, shuffle);
+  const KVLayout& L = c.L;
+  const int batch = int(ctx.size()), numHeads = L.numKvHeads * G, D = L.headDim;
+  Buf q(int64_t(batch) * numHeads * D, L.dtype), out(int64_t(batch) * numHeads * D, L.dtype);
+  fillRandom(q, rng);
+  fillNaN(out);
+  DecodeArgs a{L, c.pool.data(), q.data(), out.data(), c.table.data(), c.stride, c.ctx.data(),
+               batch, numHeads, float(scale)};
+  decodeAttention(a, tp);
+  const std::string shape = shapeStr(L, numHeads, batch, scale);
+  std::vector<double> ref;
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < numHeads; ++h) {
+      const int64_t off = (int64_t(b) * numHeads + h) * D;
+      refAttend(c, b, h / G, q, off, ctx[b], float(scale), ref);
+      if (!expectClose("decode", shape + " b=" + std::to_string(b) + " ctx=" + std::to_string(ctx[b]) +
+                                     " h=" + std::to_string(h), out, off, ref))
+        return;
+    }
+}
+
+void checkPrefill(const KVLayout& L0, int G, const std::vector<int32_t>& ctx,
+                  const std::vector<int32_t>& qLens, double scale, std::mt19937_64& rng, ThreadPool& tp) {
+  PagedCase c(L0, ctx, rng);
+  const KVLayout& L = c.L;
+  const int batch = int(ctx.size()), numHeads = L.numKvHeads * G, D = L.headDim;
+  std::vector<int32_t> start(batch + 1, 0);
+  for (int b = 0; b < batch; ++b) start[b + 1] = start[b] + qLens[b];
+  const int64_t totalQ = start[batch];
+  Buf q(std::max<int64_t>(1, totalQ * numHeads * D), L.dtype), out(std::max<int64_t>(1, totalQ * numHeads * D), L.dtype);
+  fillRandom(q, rng);
+  fillNaN(out);
+  PrefillArgs a{L, c.pool.data(), q.data(), out.data(), start.data(), c.table.data(), c.stride,
+                c.ctx.data(), batch, numHeads, float(scale)};
+  prefillAttention(a, tp);
+  const std::string shape = shapeStr(L, numHeads, batch, scale);
+  std::vector<double> ref;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < qLens[b]; ++i)
+      for (int h = 0; h < numHeads; ++h) {
+        const int64_t row = start[b] + i;
+        const int64_t off = (row * numHeads + h) * D;
+        const int64_t pos = ctx[b] - qLens[b] + i;
+        refAttend(c, b, h / G, q, off, pos + 1, float(scale), ref);
+        if (!expectClose("prefill", shape + " b=" + std::to_string(b) + " ctx=" + std::to_string(ctx[b]) +
+                                        " qLen=" + std::to_string(qLens[b]) + " i=" + std::to_string(i) +
+                                        " h=" + std::to_string(h), out, off, ref))
+          return;
+      }
+}
+
+void checkAppend(std::mt19937_64& rng, ThreadPool& tp) {
+  KVLayout L = randomLayout(rng);
+  L.numBlocks = 1 + int(rng() % 40);
+  const int64_t slotsTotal = int64_t(L.numBlocks) * L.blockSize;
+  const int numTokens = int(rng() % std::min<int64_t>(slotsTotal, 3000)) + 1;
+  std::vector<int32_t> perm(slotsTotal);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> slots(numTokens);
+  for (int i = 0; i < numTokens; ++i) slots[i] = rng() % 7 == 0 ? -1 - int(rng() % 5) : perm[i];
+  const int64_t rowN = int64_t(L.numKvHeads) * L.headDim;
+  Buf k(numTokens * rowN, L.dtype), v(numTokens * rowN, L.dtype);
+  Buf pool(L.numBlocks * L.blockStride(), L.dtype);
+  fillRandom(k, rng);
+  fillRandom(v, rng);
+  fillRandom(pool, rng);
+  Buf want = pool;
+  const size_t es = dtypeSize(L.dtype);
+  for (int i = 0; i < numTokens; ++i) {
+    if (slots[i] < 0) continue;
+    const int64_t blk = slots[i] / L.blockSize;
+    const int tok = slots[i] % L.blockSize;
+    for (int h = 0; h < L.numKvHeads; ++h)
+      for (int d = 0; d < L.headDim; ++d) {
+        const int64_t src = (int64_t(i) * L.numKvHeads + h) * L.headDim + d;
+        std::memcpy(&want.bytes[(L.offset(blk, 0, h, tok) + d) * es], &k.bytes[src * es], es);
+        std::memcpy(&want.bytes[(L.offset(blk, 1, h, tok) + d) * es], &v.bytes[src * es], es);
+      }
+  }
+  AppendArgs a{L, pool.data(), k.data(), v.data(), slots.data(), numTokens};
+  appendKV(a, tp);
+  if (pool.bytes != want.bytes) {
+    std::printf("FAIL appendKV %s tokens=%d\n", shapeStr(L, 0, 0, 0).c_str(), numTokens);
+    ++g_failures;
+  }
+}
+
+void checkCopy(std::mt19937_64& rng, ThreadPool& tp) {
+  const int64_t blockBytes = int64_t(16 + rng() % 3000) * 16;
+  const int srcBlocks = 1 + int(rng() % 64), dstBlocks = 1 + int(rng() % 64);
+  const int numPairs = int(rng() % (dstBlocks + 1));
+  std::vector<uint8_t> src(srcBlocks * blockBytes), dst(dstBlocks * blockBytes);
+  for (auto& x : src) x = uint8_t(rng());
+  for (auto& x : dst) x = uint8_t(rng());
+  std::vector<int32_t> dperm(dstBlocks);
+  std::iota(dperm.begin(), dperm.end(), 0);
+  // Half the cases use runs of consecutive blocks so coalescing is exercised.
+  if (rng() % 2) std::shuffle(dperm.begin(), dperm.end(), rng);
+  const int srcStart = int(rng() % srcBlocks);
+  std::vector<int32_t> pairs(2 * numPairs);
+  for (int i = 0; i < numPairs; ++i) {
+    pairs[2 * i] = rng() % 3 ? (srcStart + i) % srcBlocks : int(rng() % srcBlocks);
+    pairs[2 * i + 1] = dperm[i];
+  }
+  std::vector<uint8_t> want = dst;
+  for (int i = 0; i < numPairs; ++i)
+    std::memcpy(&want[pairs[2 * i + 1] * blockBytes], &src[pairs[2 * i] * blockBytes], blockBytes);
+  CopyArgs a{blockBytes, src.data(), dst.data(), pairs.data(), numPairs};
+  copyBlocks(a, tp);
+  if (dst != want) {
+    std::printf("FAIL copyBlocks blockBytes=%lld pairs=%d\n", (long long)blockBytes, numPairs);
+    ++g_failures;
+  }
+}
+
+void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
+  std::mt19937_64 rng(seed);
+  int decodeCases = 0, prefillCases = 0;
+  for (int it = 0; it < iters; ++it) {
+    {
+      KVLayout L = randomLayout(rng);
+      const int G = pick(kGroups, rng);
+      // Mostly small batches with real contexts; sometimes thousands of short sequences.
+      const bool wide = rng() % 8 == 0;
+      const int batch = wide ? 500 + int(rng() % 1500) : 1 + int(rng() % 6);
+      const int maxCtx = wide ? 24 : (rng() % 4 == 0 ? 3000 : 300);
+      checkDecode(L, wide ? std::min(G, 2) : G, randomContexts(batch, maxCtx, rng), randomScale(L.headDim, rng), rng, tp);
+      ++decodeCases;
+    }
+    {
+      KVLayout L = randomLayout(rng);
+      int G = pick(kGroups, rng);
+      const bool longer = rng() % 4 == 0;
+      // The reference is cubic-ish here; keep longer prompts to few heads.
+      if (longer) L.numKvHeads = std::min(L.numKvHeads, 2), G = std::min(G, 4);
+      const int batch = 1 + int(rng() % 4);
+      std::vector<int32_t> ctx = randomContexts(batch, longer ? 700 : 150, rng), qLens(batch);
+      for (int b = 0; b < batch; ++b) {
+        const int r = int(rng() % 4);
+        // Full prefill, single-token extend, or a chunk of a longer prompt.
+        qLens[b] = r == 0 ? ctx[b] : r == 1 ? std::min(ctx[b], 1) : int(rng() % (ctx[b] + 1));
+      }
+      checkPrefill(L, G, ctx, qLens, randomScale(L.headDim, rng), rng, tp);
+      ++prefillCases;
+    }
+    checkAppend(rng, tp);
+    checkCopy(rng, tp);
+  }
+  // Long contexts: split-KV partitions and their merge, one sequence and few sequences.
+  for (DType t : kDTypes) {
+    KVLayout L;
+    L.dtype = t;
+    L.headDim = 128;
+    L.blockSize = 16;
+    L.numKvHeads = 1;
+    checkDecode(L, 4, {70000}, 0.5, rng, tp);
+    checkDecode(L, 2, {40000, 5, 0, 33333}, 1.0 / std::sqrt(128.0), rng, tp);
+    decodeCases += 2;
+  }
+  if (longCtx) {
+    // ~1M tokens in one sequence: element offsets pass 2^31 with 2 KV heads x 128 x 2 (K,V).
+    KVLayout L;
+    L.dtype = DType::F16;
+    L.headDim = 128;
+    L.blockSize = 256;
+    L.numKvHeads = 8;
+    checkDecode(L, 1, {1 << 20}, 0.3, rng, tp, false);
+    ++decodeCases;
+  }
+  std::printf("checks: %d decode, %d prefill, %d append, %d copy cases, seed %llu: %s (%d failures)\n",
+              decodeCases, prefillCases, iters, iters, (unsigned long long)seed,
+              g_failures ? "FAILED" : "ok", g_failures);
+}
+
+// ---- microbenchmarks ----
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <class F>
+double bestOf(int reps, F&& f) {
+  f();  // warm up: page faults, caches
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now();
+    f();
+    best = std::min(best, now() - t0);
+  }
+  return best;
+}
+
+// memcpy of `bytes` split across the pool (the same threads the kernels get).
+double memcpySeconds(uint8_t* dst, const uint8_t* src, int64_t bytes, ThreadPool& tp, int reps) {
+  const int n = tp.size();
+  return bestOf(reps, [&] {
+    tp.parallelFor(n, [&](int64_t i) {
+      const int64_t lo = bytes * i / n, hi = bytes * (i + 1) / n;
+      std::memcpy(dst + lo, src + lo, size_t(hi - lo));
+    });
+  });
+}
+
+void benchDecode(ThreadPool& tp, bool full) {
+  std::printf("\ndecode (fp16 KV, 8 KV heads x 128, 32 query heads, block 16), best of 5:\n");
+  std::printf("%6s %6s %10s %12s %12s %8s %12s %8s\n", "batch", "ctx", "KV MiB", "paged GB/s",
+              "memcpy GB/s", "ratio", "ident GB/s", "paged/id");
+  std::mt19937_64 rng(7);
+  std::vector<std::pair<int, int>> grid = {{1, 4096}, {4, 4096}, {16, 4096}, {32, 4096}, {1, 32768}, {4, 16384}};
+  if (full) grid.insert(grid.end(), {{8, 32768}, {32, 8192}, {1, 131072}});
+  for (auto [batch, ctxLen] : grid) {
+    KVLayout L;
+    L.dtype = DType::F16;
+    L.headDim = 128;
+    L.blockSize = 16;
+    L.numKvHeads = 8;
+    const int numHeads = 32;
+    const int64_t blocksPerSeq = ctxLen / L.blockSize;
+    L.numBlocks = int32_t(blocksPerSeq * batch);
+    std::vector<uint8_t> pool(size_t(L.poolBytes()));
+    for (size_t i = 0; i < pool.size(); i += 2) {
+      const uint16_t h = uint16_t(0x3000 + (rng() & 0x7ff));  // small positive/negative halves
+      std::memcpy(&pool[i], &h, 2);
+    }
+    std::vector<int32_t> ids(L.numBlocks), identity(L.numBlocks);
+    std::iota(identity.begin(), identity.end(), 0);
+    ids = identity;
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::vector<int32_t> ctx(batch, ctxLen);
+    std::vector<uint16_t> q(size_t(batch) * numHeads * L.headDim, 0x2c00), out(q.size());
+    auto run = [&](const std::vector<int32_t>& table) {
+      DecodeArgs a{L, pool.data(), q.data(), out.data(), table.data(), int32_t(blocksPerSeq), ctx.data(),
+                   batch, numHeads, 0.088f};
+      return bestOf(5, [&] { decodeAttention(a, tp); });
+    };
+    const double tPaged = run(ids), tIdent = run(identity);
+    std::vector<uint8_t> dst(pool.size());
+    const double tCopy = memcpySeconds(dst.data(), pool.data(), int64_t(pool.size()), tp, 5);
+    const double bytes = double(pool.size());
+    std::printf("%6d %6d %10.0f %12.2f %12.2f %8.2f %12.2f %8.3f\n", batch, ctxLen, bytes / (1 << 20),
+                bytes / tPaged / 1e9, bytes / tCopy / 1e9, tCopy / tPaged, bytes / tIdent / 1e9, tPaged / tIdent);
+  }
+}
+
+void benchPrefill(ThreadPool& tp, bool full) {
+  std::printf("\nprefill (causal, fp16, 8 KV heads x 128, 32 query heads, block 16), best of 3:\n");
+  std::printf("%6s %8s %8s %10s %10s\n", "batch", "ctx", "qLen", "ms", "GFLOP/s");
+  std::mt19937_64 rng(11);
+  struct Shape { int batch, ctx, qLen; };
+  std::vector<Shape> grid = {{1, 2048, 2048}, {1, 4096, 512}, {4, 512, 512}};
+  if (full) grid.insert(grid.end(), {{1, 8192, 8192}, {8, 16384, 256}});
+  for (auto s : grid) {
+    KVLayout L;
+    L.dtype = DType::F16;
+    L.headDim = 128;
+    L.blockSize = 16;
+    L.numKvHeads = 8;
+    const int numHeads = 32;
+    const int blocksPerSeq = (s.ctx + L.blockSize - 1) / L.blockSize;
+    L.numBlocks = blocksPerSeq * s.batch;
+    std::vector<uint16_t> pool(size_t(L.poolBytes() / 2));
+    for (auto& h : pool) h = uint16_t(0x3000 + (rng() & 0x7ff)) | uint16_t((rng() & 1) << 15);
+    std::vector<int32_t> table(L.numBlocks);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), rng);
+    std::vector<int32_t> ctx(s.batch, s.ctx), start(s.batch + 1);
+    for (int b = 0; b <= s.batch; ++b) start[b] = b * s.qLen;
+    std::vector<uint16_t> q(size_t(start[s.batch]) * numHeads * L.headDim), out(q.size());
+    for (auto& h : q) h = uint16_t(0x3000 + (rng() & 0x7ff)) | uint16_t((rng() & 1) << 15);
+    PrefillArgs a{L, pool.data(), q.data(), out.data(), start.data(), table.data(), blocksPerSeq,
+                  ctx.data(), s.batch, numHeads, 0.088f};
+    const double t = bestOf(3, [&] { prefillAttention(a, tp); });
+    // Attended (query, key) pairs: the chunk's rows see prefix + causal triangle.
+    double pairs = 0;
+    for (int i = 0; i < s.qLen; ++i) pairs += double(s.ctx - s.qLen + i + 1);
+    const double flops = 4.0 * L.headDim * numHeads * pairs * s.batch;
+    std::printf("%6d %8d %8d %10.2f %10.1f\n", s.batch, s.ctx, s.qLen, t * 1e3, flops / t / 1e9);
+  }
+}
+
+void benchCopy(ThreadPool& tp, bool full) {
+  std::printf("\ncopyBlocks, scattered pairs (shuffled, no runs) vs one contiguous memcpy, 256 MiB, best of 5:\n");
+  std::printf("%10s %8s %12s %14s %14s %8s\n", "block KiB", "pairs", "copy GB/s", "1T memcpy GB/s",
+              "pool memcpy", "ratio1T");
+  std::mt19937_64 rng(5);
+  const int64_t total = int64_t(full ? 1024 : 256) << 20;
+  std::vector<uint8_t> src(size_t(total) + (2 << 20)), dst(size_t(total) + (2 << 20));
+  std::memset(src.data(), 1, src.size());
+  std::memset(dst.data(), 2, dst.size());
+  for (int64_t kib : {16, 64, 256, 1024, 2048}) {
+    const int64_t bb = kib << 10;
+    const int n = int(total / bb);
+    std::vector<int32_t> s(n), d(n);
+    std::iota(s.begin(), s.end(), 0);
+    std::iota(d.begin(), d.end(), 0);
+    std::shuffle(s.begin(), s.end(), rng);
+    std::shuffle(d.begin(), d.end(), rng);
+    std::vector<int32_t> pairs(2 * n);
+    for (int i = 0; i < n; ++i) pairs[2 * i] = s[i], pairs[2 * i + 1] = d[i];
+    CopyArgs a{bb, src.data(), dst.data(), pairs.data(), n};
+    const double t = bestOf(5, [&] { copyBlocks(a, tp); });
+    const double t1 = bestOf(5, [&] { std::memcpy(dst.data(), src.data(), size_t(total)); });
+    const double tp2 = memcpySeconds(dst.data(), src.data(), total, tp, 5);
+    std::printf("%10lld %8d %12.2f %14.2f %14.2f %8.2f\n", (long long)kib, n, total / t / 1e9, total / t1 / 1e9,
+                total / tp2 / 1e9, t1 / t);
+  }
+}
+
+void benchAppend(ThreadPool& tp) {
+  std::printf("\nappendKV (fp16, 8 KV heads x 128, block 16, shuffled slots), best of 5:\n");
+  std::mt19937_64 rng(3);
+  KVLayout L;
+  L.dtype = DType::F16;
+  L.headDim = 128;
+  L.blockSize = 16;
+  L.numKvHeads = 8;
+  for (int tokens : {32, 4096}) {
+    L.numBlocks = std::max(64, tokens / L.blockSize * 2);
+    std::vector<uint8_t> pool(size_t(L.poolBytes()), 0);
+    std::vector<int32_t> perm(int64_t(L.numBlocks) * L.blockSize);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    perm.resize(tokens);
+    const int64_t rowBytes = int64_t(L.numKvHeads) * L.headDim * 2;
+    std::vector<uint8_t> k(size_t(tokens * rowBytes), 3), v(k.size(), 4);
+    AppendArgs a{L, pool.data(), k.data(), v.data(), perm.data(), tokens};
+    const double t = bestOf(5, [&] { appendKV(a, tp); });
+    std::printf("  %5d tokens: %8.1f us, %6.2f GB/s written\n", tokens, t * 1e6, 2.0 * tokens * rowBytes / t / 1e9);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t seed = 1;
+  int iters = 150;
+  bool bench = true, checks = true, full = false, longCtx = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (s == "--iters" && i + 1 < argc) iters = std::atoi(argv[++i]);
+    else if (s == "--no-bench") bench = false;
+    else if (s == "--bench-only") checks = false;
+    else if (s == "--full") full = true;
+    else if (s == "--long") longCtx = true;
+    else {
+      std::fprintf(stderr,
+                   "usage: kernel-check [--seed N] [--iters N] [--no-bench | --bench-only] [--full] [--long]\n");
+      return 2;
+    }
+  }
+  ThreadPool& tp = ThreadPool::global();
+  std::printf("kernel-check: %d threads\n", tp.size());
+  if (checks) runChecks(seed, iters, longCtx, tp);
+  if (bench) {
+    benchDecode(tp, full);
+    benchPrefill(tp, full);
+    benchCopy(tp, full);
+    benchAppend(tp);
+  }
+  return g_failures ? 1 : 0;
+}
