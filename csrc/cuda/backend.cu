@@ -1,0 +1,650 @@
+// The CUDA backend: device memory (cudaMalloc) and pinned host memory (cudaHostAlloc), three
+// streams (compute; host-to-device at high priority; device-to-host at low priority), one
+// cudaEvent per op, and one completion thread per stream that waits on that stream's
+// events in issue order and then runs the op's Event callbacks. Completion threads (not
+// cudaLaunchHostFunc) because finishing an op may release memory (cudaFree), which a CUDA
+// callback must not do, and because cudaEventSynchronize reports the op's async error.
+// Nothing here touches CUDA before createCudaBackend / cudaUsable is called, so the addon
+// loads on machines without a driver (cudart is linked statically).
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "core/backend.h"
+#include "core/validate.h"
+#include "cuda/check.cuh"
+#include "cuda/kernels.cuh"
+#include "cuda/staging.cuh"
+
+namespace kvcake {
+namespace {
+
+using cuda::MetaLayout;
+using cuda::Slab;
+using cuda::SlabPool;
+
+// Live-byte counters shared with every allocation, so memory released after its backend
+// is gone still lowers them.
+struct Accounting {
+  std::atomic<int64_t> live[2] = {0, 0};
+};
+
+class CudaMemory final : public Memory {
+ public:
+  CudaMemory(std::shared_ptr<Accounting> acct, int device, void* p, void* view, size_t n, Tier t)
+      : acct_(std::move(acct)), device_(device), view_(view) {
+    data = p;
+    bytes = n;
+    tier = t;
+  }
+  ~CudaMemory() override {
+    if (data) {
+      // The last reference may drop on any thread (a completion thread, Node's main thread).
+      cudaSetDevice(device_);
+      if (tier == Tier::Device)
+        cudaFree(data);
+      else
+        cudaFreeHost(data);
+    }
+    acct_->live[int(tier)].fetch_sub(int64_t(bytes), std::memory_order_relaxed);
+  }
+  // The address kernels use: the device pointer, or the device mapping of pinned memory.
+  void* view() const { return view_; }
+
+ private:
+  std::shared_ptr<Accounting> acct_;
+  int device_;
+  void* view_;
+};
+
+void* viewOf(const MemoryPtr& m, const char* what) {
+  auto* c = dynamic_cast<CudaMemory*>(m.get());
+  if (!c) throw Error(std::string("cuda: the ") + what + " was not allocated by this CUDA backend");
+  return c->view();
+}
+
+class CudaEvent final : public Event {
+ public:
+  CudaEvent(int device, cudaEvent_t ev) : device_(device), ev_(ev) {}
+  ~CudaEvent() override {
+    if (ev_) {
+      cudaSetDevice(device_);
+      cudaEventDestroy(ev_);
+    }
+  }
+  void onComplete(std::function<void(const std::string&)> cb) override {
+    std::unique_lock<std::mutex> lk(m_);
+    if (!done_) {
+      cbs_.push_back(std::move(cb));
+      return;
+    }
+    std::string err = error_;
+    lk.unlock();
+    cb(err);
+  }
+  bool ready() override {
+    std::lock_guard<std::mutex> lk(m_);
+    return done_;
+  }
+  void complete(std::string error) {
+    std::vector<std::function<void(const std::string&)>> cbs;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      done_ = true;
+      error_ = std::move(error);
+      cbs.swap(cbs_);
+    }
+    for (auto& cb : cbs) cb(error_);
+  }
+  cudaEvent_t handle() const { return ev_; }
+
+ private:
+  int device_;
+  cudaEvent_t ev_;
+  std::mutex m_;
+  bool done_ = false;
+  std::string error_;
+  std::vector<std::function<void(const std::string&)>> cbs_;
+};
+
+// What an op leaves behind until its event completes: the op itself (its MemoryPtrs keep
+// pools and tensors alive), its staging slab, and a finishing step (ReadOp copies the
+// pinned staging into its vector) that runs on success before the callbacks.
+struct Pending {
+  std::shared_ptr<CudaEvent> event;
+  const char* what = "";
+  std::string error;  // set at enqueue when the launch itself failed
+  std::shared_ptr<void> keep;
+  Slab slab;
+  std::shared_ptr<SlabPool> slabPool;
+  std::function<void()> finish;
+};
+
+// Waits on one stream's events in issue order (ops on a stream complete in order).
+class Completer {
+ public:
+  Completer(int device) : device_(device), thread_([this] { loop(); }) {}
+  ~Completer() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();  // drains what is queued: those ops own memory and slabs
+  }
+  void push(Pending p) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      q_.push_back(std::move(p));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    cudaSetDevice(device_);
+    for (;;) {
+      Pending p;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;
+        p = std::move(q_.front());
+        q_.pop_front();
+      }
+      std::string error = p.error;
+      const cudaError_t err = cudaEventSynchronize(p.event->handle());
+      if (err != cudaSuccess && error.empty()) error = cudaMessage(p.what, err);
+      if (error.empty() && p.finish) {
+        try {
+          p.finish();
+        } catch (const std::exception& e) {
+          error = std::string("cuda ") + p.what + ": " + e.what();
+        }
+      }
+      if (p.slabPool) p.slabPool->release(p.slab);
+      // Drop memory references before completing, so liveBytes is already down when the
+      // caller's promise resolves.
+      p.finish = nullptr;
+      p.keep.reset();
+      p.event->complete(std::move(error));
+    }
+  }
+
+  int device_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Pending> q_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the fields above exist
+};
+
+// Blocks until a foreign (non-CUDA) event completed. Deps on this backend are its own
+// events; this only serves a dependency on another backend's op.
+void waitForeign(const EventPtr& e) {
+  struct Sync {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto s = std::make_shared<Sync>();
+  e->onComplete([s](const std::string&) {
+    std::lock_guard<std::mutex> lk(s->m);
+    s->done = true;
+    s->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lk(s->m);
+  s->cv.wait(lk, [&] { return s->done; });
+}
+
+enum class CopyMethod { Auto, Batch, Memcpy, Kernel };
+
+CopyMethod copyMethodFromEnv() {
+  const char* s = std::getenv("KVCAKE_CUDA_COPY");
+  if (!s || !*s || std::strcmp(s, "auto") == 0) return CopyMethod::Auto;
+  if (std::strcmp(s, "batch") == 0) return CopyMethod::Batch;
+  if (std::strcmp(s, "memcpy") == 0) return CopyMethod::Memcpy;
+  if (std::strcmp(s, "kernel") == 0) return CopyMethod::Kernel;
+  throw Error(std::string("KVCAKE_CUDA_COPY must be auto, batch, memcpy or kernel, got '") + s + "'");
+}
+
+std::string driverReason(cudaError_t err) {
+  std::string s = cudaGetErrorString(err);
+  if (err == cudaErrorInsufficientDriver)
+    return "no usable NVIDIA driver (missing, or older than this build's CUDA runtime needs): " + s;
+  if (err == cudaErrorNoDevice) return "no CUDA device found: " + s;
+  return "CUDA is not usable: " + s;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    KVCAKE_CUDA("set device", cudaSetDevice(device));
+    cudaDeviceProp prop{};
+    KVCAKE_CUDA("get device properties", cudaGetDeviceProperties(&prop, device));
+    name_ = prop.name;
+    numSMs_ = prop.multiProcessorCount;
+    if (prop.major < 8) {
+      std::ostringstream s;
+      s << "cuda: device " << device << " (" << name_ << ") has compute capability " << prop.major << "."
+        << prop.minor << "; kvcake's kernels need 8.0 or newer";
+      throw Error(s.str());
+    }
+    int least = 0, greatest = 0;
+    KVCAKE_CUDA("stream priority range", cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    // Loads (host -> device) gate the next layer's attention: highest priority. Offloads
+    // only need to finish before their blocks are reused: lowest.
+    const int prio[3] = {(least + greatest) / 2, greatest, least};
+    for (int i = 0; i < 3; ++i)
+      KVCAKE_CUDA("create stream", cudaStreamCreateWithPriority(&streams_[i], cudaStreamNonBlocking, prio[i]));
+    meta_ = std::make_shared<SlabPool>(device);
+    hostStaging_ = std::make_shared<SlabPool>(device);
+    for (int i = 0; i < 3; ++i) completers_[i] = std::make_unique<Completer>(device);
+  }
+
+  ~CudaBackend() override {
+    for (auto& c : completers_) c.reset();  // waits for every op still in flight
+    cudaSetDevice(device_);
+    for (auto s : streams_)
+      if (s) cudaStreamDestroy(s);
+  }
+
+  const char* name() const override { return "cuda"; }
+  std::string deviceName() const override { return name_; }
+
+  MemoryPtr allocate(size_t bytes, Tier tier, const char* what) override {
+    KVCAKE_CUDA("set device", cudaSetDevice(device_));
+    void* p = nullptr;
+    void* view = nullptr;
+    if (bytes > 0) {
+      const cudaError_t err = tier == Tier::Device
+                                  ? cudaMalloc(&p, bytes)
+                                  : cudaHostAlloc(&p, bytes, cudaHostAllocPortable | cudaHostAllocMapped);
+      if (err != cudaSuccess) {
+        cudaGetLastError();  // an allocation failure must not poison the next launch check
+        std::ostringstream s;
+        s << "cannot allocate a " << what << " of " << bytes << " bytes in the " << tierName(tier)
+          << " tier (" << (tier == Tier::Device ? "cudaMalloc" : "cudaHostAlloc, pinned")
+          << "): " << cudaGetErrorString(err) << "; " << acct_->live[int(tier)].load() << " bytes live in that tier";
+        throw Error(s.str());
+      }
+      view = p;
+      if (tier == Tier::Host) {
+        const cudaError_t e2 = cudaHostGetDevicePointer(&view, p, 0);
+        if (e2 != cudaSuccess) {
+          cudaFreeHost(p);
+          throw Error(cudaMessage("map pinned memory", e2));
+        }
+      }
+    }
+    acct_->live[int(tier)].fetch_add(int64_t(bytes), std::memory_order_relaxed);
+    return std::make_shared<CudaMemory>(acct_, device_, p, view, bytes, tier);
+  }
+
+  int64_t liveBytes(Tier tier) const override { return acct_->live[int(tier)].load(std::memory_order_relaxed); }
+
+  EventPtr append(AppendOp op, const Deps& deps) override {
+    auto o = std::make_shared<AppendOp>(std::move(op));
+    const int32_t n = int32_t(o->slots.size());
+    MetaLayout ml;
+    const size_t offSlots = ml.add<int32_t>(n);
+    return enqueue(Queue::Compute, "append", deps, o, ml.size(), 0, [&](cudaStream_t st, const Slab& slab) {
+      std::memcpy(hostAt(slab, offSlots), o->slots.data(), size_t(n) * sizeof(int32_t));
+      upload(slab, ml.size(), st);
+      cuda::launchAppend(o->pool.layout, viewOf(o->pool.mem, "pool"), viewOf(o->k.mem, "k tensor"),
+                         viewOf(o->v.mem, "v tensor"), devAt<int32_t>(slab, offSlots), n, st);
+    });
+  }
+
+  EventPtr decode(DecodeOp op, const Deps& deps) override {
+    auto o = std::make_shared<DecodeOp>(std::move(op));
+    const KVLayout& L = o->pool.layout;
+    cuda::DecodeArgs a;
+    a.layout = L;
+    a.tableStride = o->tableStride;
+    a.numHeads = o->numHeads;
+    a.scale = effectiveScale(o->scale, L.headDim);
+    a.rows.count = o->batch;
+    a.rows.maxCtx = o->contextLens.empty() ? 0 : *std::max_element(o->contextLens.begin(), o->contextLens.end());
+    const cuda::DecodeSplit sp = cuda::planDecodeSplit(a, numSMs_);
+    MetaLayout ml;
+    const size_t offTables = ml.add<int32_t>(o->blockTables.size());
+    const size_t offCtx = ml.add<int32_t>(o->contextLens.size());
+    const size_t metaBytes = ml.size();
+    const size_t offWs = ml.add<float>(sp.workspaceBytes / sizeof(float));
+    return enqueue(Queue::Compute, "decode", deps, o, metaBytes, ml.size(), [&](cudaStream_t st, const Slab& slab) {
+      if (o->batch == 0) return;
+      std::memcpy(hostAt(slab, offTables), o->blockTables.data(), o->blockTables.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offCtx), o->contextLens.data(), o->contextLens.size() * sizeof(int32_t));
+      upload(slab, metaBytes, st);
+      a.pool = viewOf(o->pool.mem, "pool");
+      a.q = viewOf(o->q.mem, "q tensor");
+      a.out = viewOf(o->out.mem, "out tensor");
+      a.blockTables = devAt<int32_t>(slab, offTables);
+      a.rows.ctx = devAt<int32_t>(slab, offCtx);
+      cuda::launchDecode(a, sp, sp.workspaceBytes ? static_cast<char*>(slab.dev) + offWs : nullptr, st);
+    });
+  }
+
+  EventPtr prefill(PrefillOp op, const Deps& deps) override {
+    auto o = std::make_shared<PrefillOp>(std::move(op));
+    const KVLayout& L = o->pool.layout;
+    const float scale = effectiveScale(o->scale, L.headDim);
+    if (L.dtype == DType::F32) return prefillAsDecode(o, scale, deps);
+
+    // Query tiles, longest causal span first so the tail of the grid is short work.
+    std::vector<cuda::PrefillTile> tiles;
+    std::vector<int32_t> work;
+    for (int32_t b = 0; b < o->batch; ++b) {
+      const int32_t qLen = o->qStartLoc[b + 1] - o->qStartLoc[b];
+      for (int32_t m0 = 0; m0 < qLen; m0 += cuda::kPrefillTileM) tiles.push_back({b, m0});
+    }
+    std::vector<int64_t> span(tiles.size());
+    for (size_t i = 0; i < tiles.size(); ++i) {
+      const auto& t = tiles[i];
+      const int32_t qLen = o->qStartLoc[t.seq + 1] - o->qStartLoc[t.seq];
+      span[i] = int64_t(o->contextLens[t.seq]) - qLen + std::min(qLen, t.m0 + cuda::kPrefillTileM);
+    }
+    std::vector<size_t> order(tiles.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return span[x] > span[y]; });
+    std::vector<cuda::PrefillTile> sorted(tiles.size());
+    for (size_t i = 0; i < order.size(); ++i) sorted[i] = tiles[order[i]];
+
+    MetaLayout ml;
+    const size_t offTables = ml.add<int32_t>(o->blockTables.size());
+    const size_t offStart = ml.add<int32_t>(o->qStartLoc.size());
+    const size_t offCtx = ml.add<int32_t>(o->contextLens.size());
+    const size_t offTiles = ml.add<cuda::PrefillTile>(sorted.size());
+    return enqueue(Queue::Compute, "prefill", deps, o, ml.size(), ml.size(), [&](cudaStream_t st, const Slab& slab) {
+      if (sorted.empty()) return;
+      std::memcpy(hostAt(slab, offTables), o->blockTables.data(), o->blockTables.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offStart), o->qStartLoc.data(), o->qStartLoc.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offCtx), o->contextLens.data(), o->contextLens.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offTiles), sorted.data(), sorted.size() * sizeof(cuda::PrefillTile));
+      upload(slab, ml.size(), st);
+      cuda::PrefillArgs a;
+      a.layout = L;
+      a.pool = viewOf(o->pool.mem, "pool");
+      a.q = viewOf(o->q.mem, "q tensor");
+      a.out = viewOf(o->out.mem, "out tensor");
+      a.blockTables = devAt<int32_t>(slab, offTables);
+      a.tableStride = o->tableStride;
+      a.qStartLoc = devAt<int32_t>(slab, offStart);
+      a.contextLens = devAt<int32_t>(slab, offCtx);
+      a.numHeads = o->numHeads;
+      a.scale = scale;
+      a.tiles = devAt<cuda::PrefillTile>(slab, offTiles);
+      a.numTiles = int32_t(sorted.size());
+      cuda::launchPrefill(a, st);
+    });
+  }
+
+  EventPtr copyBlocks(CopyOp op, const Deps& deps) override {
+    auto o = std::make_shared<CopyOp>(std::move(op));
+    const Queue q = copyQueue(o->src.mem->tier, o->dst.mem->tier);
+    const int64_t blockBytes = o->src.layout.blockBytes();
+    // Coalesce consecutive (src, dst) pairs into runs of whole blocks.
+    std::vector<int64_t> runs;  // (srcOff, dstOff, bytes) triples
+    const size_t nPairs = o->pairs.size() / 2;
+    int64_t maxRun = 0;
+    for (size_t i = 0; i < nPairs; ++i) {
+      const int64_t s = int64_t(o->pairs[2 * i]) * blockBytes, d = int64_t(o->pairs[2 * i + 1]) * blockBytes;
+      const size_t n = runs.size();
+      if (n >= 3 && runs[n - 3] + runs[n - 1] == s && runs[n - 2] + runs[n - 1] == d) {
+        runs[n - 1] += blockBytes;
+      } else {
+        runs.push_back(s);
+        runs.push_back(d);
+        runs.push_back(blockBytes);
+      }
+      maxRun = std::max(maxRun, runs.back());
+    }
+    const int32_t numRuns = int32_t(runs.size() / 3);
+    CopyMethod method = copyMethodFromEnv();
+    if (method == CopyMethod::Auto) {
+      const bool d2d = o->src.mem->tier == Tier::Device && o->dst.mem->tier == Tier::Device;
+      method = numRuns <= 1 ? CopyMethod::Memcpy : d2d ? CopyMethod::Kernel : CopyMethod::Batch;
+    }
+    MetaLayout ml;
+    const size_t offRuns = method == CopyMethod::Kernel ? ml.add<int64_t>(runs.size()) : 0;
+    const size_t metaBytes = method == CopyMethod::Kernel ? ml.size() : 0;
+    return enqueue(q, "copyBlocks", deps, o, metaBytes, metaBytes, [&](cudaStream_t st, const Slab& slab) {
+      if (numRuns == 0) return;
+      char* src = static_cast<char*>(viewOf(o->src.mem, "source pool"));
+      char* dst = static_cast<char*>(viewOf(o->dst.mem, "destination pool"));
+      if (method == CopyMethod::Kernel) {
+        std::memcpy(hostAt(slab, offRuns), runs.data(), runs.size() * sizeof(int64_t));
+        upload(slab, metaBytes, st);
+        cuda::launchCopyRuns(src, dst, devAt<int64_t>(slab, offRuns), numRuns, maxRun, st);
+        return;
+      }
+      if (method == CopyMethod::Batch && batchWorks_.load()) {
+        std::vector<void*> dsts(numRuns);
+        std::vector<const void*> srcs(numRuns);
+        std::vector<size_t> sizes(numRuns);
+        for (int32_t r = 0; r < numRuns; ++r) {
+          srcs[r] = src + runs[3 * r];
+          dsts[r] = dst + runs[3 * r + 1];
+          sizes[r] = size_t(runs[3 * r + 2]);
+        }
+        cudaMemcpyAttributes attr{};
+        attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+        attr.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+        size_t attrIdx = 0;
+        const cudaError_t err =
+            cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), size_t(numRuns), &attr, &attrIdx, 1, st);
+        if (err == cudaSuccess) return;
+        // An older driver rejects the batched API: remember, and use one copy per run.
+        cudaGetLastError();
+        batchWorks_.store(false);
+      }
+      for (int32_t r = 0; r < numRuns; ++r)
+        KVCAKE_CUDA("copyBlocks", cudaMemcpyAsync(dst + runs[3 * r + 1], src + runs[3 * r], size_t(runs[3 * r + 2]),
+                                                  cudaMemcpyDefault, st));
+    });
+  }
+
+  EventPtr write(WriteOp op, Queue q, const Deps& deps) override {
+    auto o = std::make_shared<WriteOp>(std::move(op));
+    const size_t n = o->bytes ? o->bytes->size() : 0;
+    // The bytes are copied into pinned staging now (the caller's buffer is free at once,
+    // and a pageable source would make cudaMemcpyAsync wait for the stream).
+    return enqueue(q, "write", deps, o, 0, 0, [&](cudaStream_t st, const Slab&) {}, n,
+                   [&](cudaStream_t st, const Slab& slab) {
+                     if (n == 0) return;
+                     std::memcpy(slab.host, o->bytes->data(), n);
+                     char* dst = static_cast<char*>(viewOf(o->dst, "destination tensor")) + o->offset;
+                     KVCAKE_CUDA("write", cudaMemcpyAsync(dst, slab.host, n, cudaMemcpyDefault, st));
+                   });
+  }
+
+  EventPtr read(ReadOp op, Queue q, const Deps& deps) override {
+    auto o = std::make_shared<ReadOp>(std::move(op));
+    const size_t n = o->length;
+    auto staged = std::make_shared<void*>(nullptr);
+    return enqueue(q, "read", deps, o, 0, 0, [&](cudaStream_t st, const Slab&) {}, n,
+                   [&](cudaStream_t st, const Slab& slab) {
+                     if (n == 0) return;
+                     const char* src = static_cast<const char*>(viewOf(o->src, "source tensor")) + o->offset;
+                     KVCAKE_CUDA("read", cudaMemcpyAsync(slab.host, src, n, cudaMemcpyDefault, st));
+                     *staged = slab.host;
+                   },
+                   [o, staged, n] {
+                     if (n > 0 && *staged) {
+                       if (o->into->size() < n) o->into->resize(n);
+                       std::memcpy(o->into->data(), *staged, n);
+                     }
+                   });
+  }
+
+ private:
+  using Issue = std::function<void(cudaStream_t, const Slab&)>;
+
+  static void* hostAt(const Slab& s, size_t off) { return static_cast<char*>(s.host) + off; }
+  template <typename T>
+  static const T* devAt(const Slab& s, size_t off) {
+    return reinterpret_cast<const T*>(static_cast<const char*>(s.dev) + off);
+  }
+  static void upload(const Slab& s, size_t bytes, cudaStream_t st) {
+    if (bytes) KVCAKE_CUDA("upload metadata", cudaMemcpyAsync(s.dev, s.host, bytes, cudaMemcpyHostToDevice, st));
+  }
+
+  // fp32 prefill: every query token is a decode row attending to its causal prefix.
+  EventPtr prefillAsDecode(const std::shared_ptr<PrefillOp>& o, float scale, const Deps& deps) {
+    const KVLayout& L = o->pool.layout;
+    const int32_t totalQ = o->qStartLoc.empty() ? 0 : o->qStartLoc[o->batch];
+    std::vector<int32_t> ctx(totalQ), tableRow(totalQ), qRow(totalQ);
+    int32_t maxCtx = 0;
+    for (int32_t b = 0; b < o->batch; ++b) {
+      const int32_t start = o->qStartLoc[b], qLen = o->qStartLoc[b + 1] - start;
+      const int32_t p0 = o->contextLens[b] - qLen;
+      for (int32_t i = 0; i < qLen; ++i) {
+        ctx[start + i] = p0 + i + 1;
+        tableRow[start + i] = b;
+        qRow[start + i] = start + i;
+        maxCtx = std::max(maxCtx, p0 + i + 1);
+      }
+    }
+    cuda::DecodeArgs a;
+    a.layout = L;
+    a.tableStride = o->tableStride;
+    a.numHeads = o->numHeads;
+    a.scale = scale;
+    a.rows.count = totalQ;
+    a.rows.maxCtx = maxCtx;
+    const cuda::DecodeSplit sp = cuda::planDecodeSplit(a, numSMs_);
+    MetaLayout ml;
+    const size_t offTables = ml.add<int32_t>(o->blockTables.size());
+    const size_t offCtx = ml.add<int32_t>(totalQ);
+    const size_t offTable = ml.add<int32_t>(totalQ);
+    const size_t offQ = ml.add<int32_t>(totalQ);
+    const size_t metaBytes = ml.size();
+    const size_t offWs = ml.add<float>(sp.workspaceBytes / sizeof(float));
+    return enqueue(Queue::Compute, "prefill", deps, o, metaBytes, ml.size(), [&](cudaStream_t st, const Slab& slab) {
+      if (totalQ == 0) return;
+      std::memcpy(hostAt(slab, offTables), o->blockTables.data(), o->blockTables.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offCtx), ctx.data(), ctx.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offTable), tableRow.data(), tableRow.size() * sizeof(int32_t));
+      std::memcpy(hostAt(slab, offQ), qRow.data(), qRow.size() * sizeof(int32_t));
+      upload(slab, metaBytes, st);
+      a.pool = viewOf(o->pool.mem, "pool");
+      a.q = viewOf(o->q.mem, "q tensor");
+      a.out = viewOf(o->out.mem, "out tensor");
+      a.blockTables = devAt<int32_t>(slab, offTables);
+      a.rows.ctx = devAt<int32_t>(slab, offCtx);
+      a.rows.tableRow = devAt<int32_t>(slab, offTable);
+      a.rows.qRow = devAt<int32_t>(slab, offQ);
+      cuda::launchDecode(a, sp, sp.workspaceBytes ? static_cast<char*>(slab.dev) + offWs : nullptr, st);
+    });
+  }
+
+  // Common enqueue path: wait on deps, take staging, issue the work, record the event,
+  // hand it to the stream's completion thread. A failure to issue (a CUDA API error, a
+  // launch error) completes the event with "cuda <op>: <reason>" rather than throwing, so
+  // the caller sees it where it awaits the op, like an asynchronous fault.
+  EventPtr enqueue(Queue q, const char* what, const Deps& deps, std::shared_ptr<void> keep, size_t metaHost,
+                   size_t metaDev, const Issue& issue, size_t hostStaging = 0, const Issue& issueHost = nullptr,
+                   std::function<void()> finish = nullptr) {
+    const int qi = int(q);
+    std::lock_guard<std::mutex> lk(issueMutex_[qi]);
+    KVCAKE_CUDA("set device", cudaSetDevice(device_));
+    cudaStream_t st = streams_[qi];
+    Pending p;
+    p.what = what;
+    p.keep = std::move(keep);
+    p.finish = std::move(finish);
+    try {
+      for (const auto& d : deps) {
+        if (!d) continue;
+        auto* ce = dynamic_cast<CudaEvent*>(d.get());
+        if (ce)
+          KVCAKE_CUDA(what, cudaStreamWaitEvent(st, ce->handle(), 0));
+        else if (!d->ready())
+          waitForeign(d);
+      }
+      if (issueHost) {
+        p.slab = hostStaging_->acquire(hostStaging, 0);
+        p.slabPool = hostStaging_;
+        issueHost(st, p.slab);
+      } else {
+        if (metaHost || metaDev) {
+          p.slab = meta_->acquire(metaHost, metaDev);
+          p.slabPool = meta_;
+        }
+        issue(st, p.slab);
+      }
+      const cudaError_t err = cudaGetLastError();
+      if (err != cudaSuccess) p.error = cudaMessage(what, err);
+    } catch (const std::exception& e) {
+      p.error = e.what();
+      if (p.error.rfind("cuda ", 0) != 0) p.error = std::string("cuda ") + what + ": " + p.error;
+    }
+    cudaEvent_t ev = nullptr;
+    cudaError_t err = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventBlockingSync);
+    if (err == cudaSuccess) err = cudaEventRecord(ev, st);
+    if (err != cudaSuccess) {
+      // Without an event nothing can track the work; the context is most likely broken.
+      if (ev) cudaEventDestroy(ev);
+      auto dead = std::make_shared<CudaEvent>(device_, nullptr);
+      dead->complete(p.error.empty() ? cudaMessage(what, err) : p.error);
+      return dead;  // p (and its slab) is dropped: the slab leaks rather than being reused early
+    }
+    auto event = std::make_shared<CudaEvent>(device_, ev);
+    p.event = event;
+    completers_[qi]->push(std::move(p));
+    return event;
+  }
+
+  int device_;
+  std::string name_;
+  int numSMs_ = 1;
+  std::shared_ptr<Accounting> acct_ = std::make_shared<Accounting>();
+  cudaStream_t streams_[3] = {nullptr, nullptr, nullptr};
+  std::mutex issueMutex_[3];
+  std::shared_ptr<SlabPool> meta_, hostStaging_;
+  std::atomic<bool> batchWorks_{true};
+  std::unique_ptr<Completer> completers_[3];
+};
+
+}  // namespace
+
+bool cudaCompiledIn() { return true; }
+
+bool cudaUsable(std::string* why) {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = driverReason(err);
+    return false;
+  }
+  if (n <= 0) {
+    if (why) *why = "no CUDA device found";
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Backend> createCudaBackend(int deviceIndex) {
+  std::string why;
+  if (!cudaUsable(&why)) throw Error("cuda backend unavailable: " + why);
+  int n = 0;
+  KVCAKE_CUDA("get device count", cudaGetDeviceCount(&n));
+  if (deviceIndex < 0 || deviceIndex >= n)
+    throw ArgError("device index " + std::to_string(deviceIndex) + " is out of range: this machine has " +
+                   std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s"));
+  return std::make_unique<CudaBackend>(deviceIndex);
+}
+
+}  // namespace kvcake

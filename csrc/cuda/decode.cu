@@ -1,0 +1,61 @@
+// Decode dispatch: split-KV planning and the per-dtype launch.
+#include <cstdlib>
+
+#include "cuda/decode.cuh"
+
+namespace kvcake {
+namespace cuda {
+
+DecodeSplit planDecodeSplit(const DecodeArgs& a, int numSMs) {
+  DecodeSplit sp;
+  const int32_t maxCtx = a.rows.maxCtx;
+  const int G = a.numHeads / a.layout.numKvHeads;
+  const int gq = decodeGroupWidth(G);
+  const int64_t ctas = int64_t(a.rows.count) * a.layout.numKvHeads * ((G + gq - 1) / gq);
+  int64_t parts = 1;
+  if (const char* env = std::getenv("KVCAKE_CUDA_DECODE_PARTITIONS")) {
+    const long forced = std::strtol(env, nullptr, 10);
+    if (forced >= 1) parts = forced;
+  } else if (maxCtx > 512 && ctas > 0) {
+    // Aim for several resident CTAs per SM (enough loads in flight to cover HBM latency),
+    // but keep each partition at >= 256 keys so the reduce stays small next to the scan.
+    const int64_t target = int64_t(numSMs > 0 ? numSMs : 1) * 6;
+    parts = (target + ctas - 1) / ctas;
+    const int64_t maxByLen = (int64_t(maxCtx) + 255) / 256;
+    if (parts > maxByLen) parts = maxByLen;
+  }
+  if (parts > 1024) parts = 1024;
+  if (parts < 1 || maxCtx <= 0) parts = 1;
+  // Partition length: a multiple of 64 keys (a whole number of passes for every key group).
+  int64_t keys = (int64_t(maxCtx) + parts - 1) / parts;
+  keys = ((keys + 63) / 64) * 64;
+  if (keys < 64) keys = 64;
+  parts = maxCtx > 0 ? (int64_t(maxCtx) + keys - 1) / keys : 1;
+  // gridDim.x = rows * partitions must stay below 2^31.
+  while (parts > 1 && int64_t(a.rows.count) * parts >= (int64_t(1) << 31)) {
+    keys *= 2;
+    parts = (int64_t(maxCtx) + keys - 1) / keys;
+  }
+  sp.partitions = int32_t(parts);
+  sp.partitionKeys = int32_t(parts == 1 ? (maxCtx > 0 ? maxCtx : 1) : keys);
+  if (parts > 1) {
+    const int64_t slots = int64_t(a.rows.count) * a.numHeads * parts;
+    sp.workspaceBytes = size_t(slots) * (size_t(a.layout.headDim) + 1) * sizeof(float);
+  }
+  return sp;
+}
+
+void launchDecode(const DecodeArgs& a, const DecodeSplit& sp, void* workspace, cudaStream_t stream) {
+  if (a.rows.count <= 0) return;
+  float* wsO = static_cast<float*>(workspace);
+  float* wsLse = nullptr;
+  if (sp.partitions > 1) wsLse = wsO + int64_t(a.rows.count) * a.numHeads * sp.partitions * a.layout.headDim;
+  switch (a.layout.dtype) {
+    case DType::F32: return launchDecodeF32(a, sp, wsO, wsLse, stream);
+    case DType::F16: return launchDecodeF16(a, sp, wsO, wsLse, stream);
+    default: return launchDecodeBF16(a, sp, wsO, wsLse, stream);
+  }
+}
+
+}  // namespace cuda
+}  // namespace kvcake
