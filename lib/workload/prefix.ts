@@ -6,10 +6,18 @@
 // useful when every chunk before it is too.
 import type { Request } from './request.js';
 
-/** An LRU set of chunk hashes. Map keeps insertion order, so re-inserting marks recent. */
+/** An LRU set of chunk hashes. A Map from key to a slot in an index-linked list (head =
+ *  least recently used): every operation is O(1). (Re-inserting into a Map to mark a key
+ *  recent and evicting through map.keys().next() looks O(1) but is not: V8 leaves deleted
+ *  entries in place until it rehashes, and the iterator walks over them from the front.) */
 export class ChunkLru {
   readonly capacity: number;
-  private readonly map = new Map<string, true>();
+  private readonly slotOf = new Map<string, number>();
+  private readonly keys: string[] = [];
+  private readonly prev: number[] = [];
+  private readonly next: number[] = [];
+  private head = -1;
+  private tail = -1;
 
   constructor(capacity: number) {
     if (!(Number.isInteger(capacity) && capacity >= 0)) throw new Error(`ChunkLru: capacity must be an integer >= 0, got ${capacity}`);
@@ -17,29 +25,56 @@ export class ChunkLru {
   }
 
   get size(): number {
-    return this.map.size;
+    return this.slotOf.size;
   }
 
   has(key: string): boolean {
-    return this.map.has(key);
+    return this.slotOf.has(key);
   }
 
   /** Marks a present key as most recently used; false if absent. */
   touch(key: string): boolean {
-    if (!this.map.delete(key)) return false;
-    this.map.set(key, true);
+    const s = this.slotOf.get(key);
+    if (s === undefined) return false;
+    this.unlink(s);
+    this.append(s);
     return true;
   }
 
   /** Inserts (or refreshes) a key, evicting the least recently used beyond capacity. */
   put(key: string): void {
-    if (this.capacity === 0) return;
-    this.map.delete(key);
-    this.map.set(key, true);
-    if (this.map.size > this.capacity) {
-      const oldest = this.map.keys().next().value as string;
-      this.map.delete(oldest);
+    if (this.capacity === 0 || this.touch(key)) return;
+    let s: number;
+    if (this.slotOf.size < this.capacity) {
+      s = this.keys.length;
+      this.keys.push(key);
+      this.prev.push(-1);
+      this.next.push(-1);
+    } else {
+      s = this.head;
+      this.unlink(s);
+      this.slotOf.delete(this.keys[s]);
+      this.keys[s] = key;
     }
+    this.slotOf.set(key, s);
+    this.append(s);
+  }
+
+  private unlink(s: number): void {
+    const p = this.prev[s];
+    const n = this.next[s];
+    if (p >= 0) this.next[p] = n;
+    else this.head = n;
+    if (n >= 0) this.prev[n] = p;
+    else this.tail = p;
+  }
+
+  private append(s: number): void {
+    this.prev[s] = this.tail;
+    this.next[s] = -1;
+    if (this.tail >= 0) this.next[this.tail] = s;
+    else this.head = s;
+    this.tail = s;
   }
 }
 

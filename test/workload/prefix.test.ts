@@ -4,6 +4,7 @@ import { annotatePrefixHits, ChunkLru } from '../../lib/workload/prefix.js';
 import { chainHashes, chunkHashesFromTokens } from '../../lib/workload/hash.js';
 import { synthetic } from '../../lib/workload/synthetic.js';
 import type { Request } from '../../lib/workload/request.js';
+import { mulberry32 } from '../../lib/workload/rng.js';
 
 function req(id: string, arrival: number, ids: string[]): Request {
   return { id, arrival, promptLen: ids.length * 16, maxNewTokens: 1, prefix: { chunkTokens: 16, chunkHashes: chainHashes(ids), storedChunks: 0 } };
@@ -49,6 +50,28 @@ test('LRU store: evicts the least recently used, touch refreshes', () => {
   none.put('a');
   assert.is(none.size, 0);
   assert.throws(() => new ChunkLru(-1), /capacity must be an integer >= 0, got -1/);
+});
+
+test('LRU store agrees with a naive list model under random churn', () => {
+  const rand = mulberry32(123);
+  for (const cap of [1, 3, 17]) {
+    const lru = new ChunkLru(cap);
+    let model: string[] = []; // front = least recent
+    for (let i = 0; i < 5000; i++) {
+      const key = `k${Math.floor(rand() * 40)}`;
+      if (rand() < 0.5) {
+        const present = model.includes(key);
+        assert.is(lru.touch(key), present);
+        if (present) model = [...model.filter((k) => k !== key), key];
+      } else {
+        lru.put(key);
+        model = [...model.filter((k) => k !== key), key];
+        if (model.length > cap) model.shift();
+      }
+      assert.is(lru.size, model.length);
+    }
+    for (let k = 0; k < 40; k++) assert.is(lru.has(`k${k}`), model.includes(`k${k}`), `cap ${cap} k${k}`);
+  }
 });
 
 test('annotatePrefixHits: a hit is the leading run of stored chunks, stored after arrival', () => {
