@@ -1,0 +1,184 @@
+// Cake: compute-or-load of a stored 16K prompt prefix, against computing it all and loading it
+// all, over storage bandwidth x GPU compute share x model, with the oracle (best single split,
+// min over k) beside each cell. Every cell runs one request through the real scheduler core
+// and the simulated executor (createScheduler + simulate): the tracker is driven exactly as
+// in serving, with loads issued at step boundaries and compute from the step's token budget.
+//
+// The prompt: 32 stored chunks of 512 tokens plus a 128-token uncached suffix. The oracle's
+// per-chunk compute is what the front pays for that chunk in budget-sized steps from token 0;
+// its loads are the store's transfer time per chunk; the suffix is one step after the prefix.
+//
+// Default suite: the whole grid (30 cells x 3 runs of one request, a few seconds).
+// --full adds 256-token chunks and a 32K prompt.
+import type { BenchContext, BenchGroup, Headline } from '../harness.js';
+import { deployment, type ModelName, type GpuName } from '../../lib/sim/presets.js';
+import type { CostModel } from '../../lib/sim/cost.js';
+import { cakeOracle } from '../../lib/sched/oracle.js';
+import { createScheduler } from '../../lib/sched/index.js';
+import { simulate } from '../../lib/sim/simulate.js';
+import type { Request } from '../../lib/workload/request.js';
+
+const BANDWIDTHS_GBPS = [7, 25, 32, 56, 100];
+const SHARES = [1, 0.125];
+const MODELS: [ModelName, GpuName][] = [
+  ['LongAlpaca-7B', 'A100-80G'],
+  ['Llama-3.1-8B', 'H100-SXM'],
+  ['Llama-3.1-70B', 'H100-SXM'],
+];
+/** The scheduler core's default per-step token budget. */
+const BUDGET = 4096;
+const STORAGE_LATENCY = 100e-6;
+const MODES = ['cake', 'compute-only', 'load-only'] as const;
+type Mode = (typeof MODES)[number];
+
+interface Shape {
+  promptTokens: number;
+  chunkTokens: number;
+  suffixTokens: number;
+}
+
+function prefixRequest(shape: Shape): Request {
+  const stored = shape.promptTokens / shape.chunkTokens;
+  return {
+    id: 'r0',
+    arrival: 0,
+    promptLen: shape.promptTokens + shape.suffixTokens,
+    maxNewTokens: 1,
+    prefix: {
+      chunkTokens: shape.chunkTokens,
+      chunkHashes: Array.from({ length: stored }, (_, i) => `chunk-${i}`),
+      storedChunks: stored,
+    },
+  };
+}
+
+/** Seconds the front spends on [0, end) in budget-sized steps (one request alone). */
+function frontTime(cost: CostModel, end: number): number {
+  let t = 0;
+  for (let s = 0; s < end; s += BUDGET) t += cost.prefillChunkTime(Math.min(BUDGET, end - s), s);
+  return t;
+}
+
+function oracle(cost: CostModel, shape: Shape, bandwidth: number) {
+  const C = shape.chunkTokens;
+  const n = shape.promptTokens / C;
+  const load = cost.transferTime(cost.kvBytes(C), bandwidth, STORAGE_LATENCY);
+  const suffix = cost.prefillChunkTime(shape.suffixTokens, shape.promptTokens);
+  return cakeOracle((i) => frontTime(cost, (i + 1) * C) - frontTime(cost, i * C), () => load, n, suffix);
+}
+
+async function ttftThroughScheduler(mode: Mode, dep: ReturnType<typeof deployment>, shape: Shape, bandwidth: number) {
+  const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordBlockChanges: false });
+  const r = await simulate({
+    requests: [prefixRequest(shape)],
+    scheduler,
+    deployment: dep,
+    executorOptions: { storageBandwidth: bandwidth, storageLatency: STORAGE_LATENCY },
+  });
+  if (r.metrics.completed !== 1) throw new Error(`${mode}: the request did not complete (${JSON.stringify(r.rejected)})`);
+  return { ttft: r.metrics.ttft.mean, loadedTokens: scheduler.stats.loadedTokens };
+}
+
+interface Cell {
+  model: string;
+  share: number;
+  gbps: number;
+  chunk: number;
+  prompt: number;
+  oracleSplit: number;
+  oracle: number;
+  cake: number;
+  computeOnly: number;
+  loadOnly: number;
+  cakeLoadedChunks: number;
+}
+
+async function runGrid(ctx: BenchContext, shapes: Shape[]): Promise<Cell[]> {
+  const cells: Cell[] = [];
+  for (const shape of shapes) {
+    for (const [modelName, gpuName] of MODELS) {
+      for (const share of SHARES) {
+        const dep = deployment(modelName, gpuName, { computeShare: share });
+        ctx.progress(`${modelName} on ${gpuName}, ${share * 100}% compute, ${shape.promptTokens / 1024}K prompt, ${shape.chunkTokens}-token chunks`);
+        for (const gbps of BANDWIDTHS_GBPS) {
+          const bw = (gbps * 1e9) / 8;
+          const o = oracle(dep.cost, shape, bw);
+          const res = {} as Record<Mode, { ttft: number; loadedTokens: number }>;
+          for (const mode of MODES) res[mode] = await ttftThroughScheduler(mode, dep, shape, bw);
+          cells.push({
+            model: `${modelName} / ${dep.gpu.name}`,
+            share,
+            gbps,
+            chunk: shape.chunkTokens,
+            prompt: shape.promptTokens + shape.suffixTokens,
+            oracleSplit: o.split,
+            oracle: o.time,
+            cake: res.cake.ttft,
+            computeOnly: res['compute-only'].ttft,
+            loadOnly: res['load-only'].ttft,
+            cakeLoadedChunks: res.cake.loadedTokens / shape.chunkTokens,
+          });
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+export const group: BenchGroup = {
+  name: 'cake',
+  title: 'Cake: compute-or-load TTFT vs compute-only, load-only and the oracle (scheduler + simulated executor)',
+  estimate: '10 s',
+  async run(ctx) {
+    const shapes: Shape[] = [{ promptTokens: 16384, chunkTokens: 512, suffixTokens: 128 }];
+    if (ctx.full) {
+      shapes.push({ promptTokens: 16384, chunkTokens: 256, suffixTokens: 128 }, { promptTokens: 32768, chunkTokens: 512, suffixTokens: 128 });
+    }
+    const cells = await runGrid(ctx, shapes);
+    const ms = (s: number) => Number((s * 1000).toFixed(1));
+    const rows = cells.map((c) => {
+      const better = Math.min(c.computeOnly, c.loadOnly);
+      return {
+        model: c.model,
+        share: `${c.share * 100}%`,
+        Gbps: c.gbps,
+        ...(ctx.full ? { prompt: c.prompt, chunk: c.chunk } : {}),
+        'oracle ms': ms(c.oracle),
+        'k*': c.oracleSplit,
+        'cake ms': ms(c.cake),
+        'loaded': c.cakeLoadedChunks,
+        'compute-only ms': ms(c.computeOnly),
+        'load-only ms': ms(c.loadOnly),
+        'cake/oracle': Number((c.cake / c.oracle).toFixed(3)),
+        'vs compute': `${(c.computeOnly / c.cake).toFixed(2)}x`,
+        'vs load': `${(c.loadOnly / c.cake).toFixed(2)}x`,
+        'cake loses': c.cake > better * (1 + 1e-9) ? 'YES' : '',
+      };
+    });
+    ctx.table('TTFT of one request with a stored prefix (k* = oracle split: chunks computed; loaded = chunks Cake loaded)', rows);
+    ctx.record('cells', cells);
+
+    const worst = cells.reduce((w, c) => (c.cake / c.oracle > w.cake / w.oracle ? c : w));
+    const worstRatio = worst.cake / worst.oracle;
+    const losses = cells.filter((c) => c.cake > Math.min(c.computeOnly, c.loadOnly) * (1 + 1e-9));
+    const speedupCompute = cells.reduce((a, c) => a + c.computeOnly / c.cake, 0) / cells.length;
+    const speedupLoad = cells.reduce((a, c) => a + c.loadOnly / c.cake, 0) / cells.length;
+    const heads: Headline[] = [
+      {
+        metric: 'worst Cake / oracle TTFT',
+        value: `${worstRatio.toFixed(3)} (${worst.model}, ${worst.share * 100}%, ${worst.gbps} Gbps)`,
+        target: '<= 1.05 in every cell',
+        met: worstRatio <= 1.05,
+      },
+      {
+        metric: 'cells where Cake is slower than the better of compute-only and load-only',
+        value: `${losses.length} of ${cells.length}${losses.length ? ': ' + losses.map((c) => `${c.model} ${c.share * 100}% ${c.gbps} Gbps`).join('; ') : ''}`,
+        target: '0',
+        met: losses.length === 0,
+      },
+      { metric: 'mean TTFT speedup over compute-only', value: `${speedupCompute.toFixed(2)}x` },
+      { metric: 'mean TTFT speedup over load-only', value: `${speedupLoad.toFixed(2)}x` },
+    ];
+    return heads;
+  },
+};
