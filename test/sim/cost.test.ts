@@ -85,6 +85,12 @@ test('LayerKV sanity: Llama-2-7B on one L20 decodes at TPOT ~30-70 ms at moderat
   }
 });
 
+test('LayerKV sanity: a 128-token prompt on one L20 prefills in a few tens of ms (TTFT ~0.05 s unqueued)', () => {
+  const { cost } = deployment('Llama-2-7B', 'L20-48G');
+  const t = cost.prefillChunkTime(128, 0);
+  assert.ok(t >= 0.015 && t <= 0.06, `${(t * 1e3).toFixed(1)} ms`);
+});
+
 test('mixed batch: FLOPs and bytes add, t0 is paid once', () => {
   const { cost } = deployment('Llama-2-7B', 'A100-80G');
   const prefill = { phase: 'prefill' as const, tokens: 512, cachedBefore: 4096 };
