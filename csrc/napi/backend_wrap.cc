@@ -31,6 +31,17 @@ void readAttention(Op& op, const Napi::Object& a, const Backend* owner, const ch
   op.scale = s.IsUndefined() || s.IsNull() ? 0.f : float(toFinite(s, p + "scale"));
 }
 
+// Raw pool access runs on the queue that last writes that tier in a typical step: compute
+// for the device tier (appends), d2h for the host tier (offloads).
+Queue poolQueue(const Pool& p) { return p.mem->tier == Tier::Device ? Queue::Compute : Queue::DeviceToHost; }
+
+// [firstBlock, firstBlock + numBlocks) checked against the pool.
+void checkBlockRange(Napi::Env env, const char* op, const Pool& p, int64_t first, int64_t count) {
+  if (count > p.layout.numBlocks - first)
+    rangeError(env, std::string(op) + ": blocks [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                        ") exceed the pool's " + std::to_string(p.layout.numBlocks) + " blocks");
+}
+
 }  // namespace
 
 Napi::Function BackendWrap::Init(Napi::Env env) {
@@ -45,7 +56,9 @@ Napi::Function BackendWrap::Init(Napi::Env env) {
                       InstanceMethod<&BackendWrap::Prefill>("prefill"),
                       InstanceMethod<&BackendWrap::CopyBlocks>("copyBlocks"),
                       InstanceMethod<&BackendWrap::Write>("write"),
-                      InstanceMethod<&BackendWrap::Read>("read")});
+                      InstanceMethod<&BackendWrap::Read>("read"),
+                      InstanceMethod<&BackendWrap::ReadPool>("readPool"),
+                      InstanceMethod<&BackendWrap::WritePool>("writePool")});
 }
 
 BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {}
@@ -212,6 +225,55 @@ Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
       if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
       return buf;
     });
+  });
+}
+
+// readPool(pool, firstBlock, numBlocks, waitFor): raw layer-block bytes (the layout of
+// KVLayout), for checkpoints and tests. Resolves to an ArrayBuffer.
+Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    const Pool& p = PoolWrap::From(info[0], &be, "readPool: pool");
+    const int64_t first = toInt(info[1], "readPool: firstBlock", 0, p.layout.numBlocks - 1);
+    const int64_t count = toInt(info[2], "readPool: numBlocks", 0, p.layout.numBlocks);
+    checkBlockRange(env, "readPool", p, first, count);
+    ReadOp op;
+    op.src = p.mem;
+    op.offset = size_t(first * p.layout.blockBytes());
+    op.length = size_t(count * p.layout.blockBytes());
+    op.into = std::make_shared<std::vector<uint8_t>>();
+    Deps deps = toDeps(info[3], &be, "readPool: waitFor");
+    validateRead(op);
+    auto into = op.into;
+    return EventWrap::Make(env, be.read(std::move(op), poolQueue(p), deps), &be, [into](Napi::Env e) -> Napi::Value {
+      auto buf = Napi::ArrayBuffer::New(e, into->size());
+      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
+      return buf;
+    });
+  });
+}
+
+// writePool(pool, firstBlock, data, waitFor): data holds whole layer-blocks in the pool's
+// dtype (Float32Array for fp32, Uint16Array for fp16/bf16), copied now.
+Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    const Pool& p = PoolWrap::From(info[0], &be, "writePool: pool");
+    const int64_t first = toInt(info[1], "writePool: firstBlock", 0, p.layout.numBlocks - 1);
+    Bytes b = toDTypeBytes(info[2], p.layout.dtype, "writePool: data");
+    if (b.numel % p.layout.blockStride() != 0)
+      rangeError(env, "writePool: data has " + std::to_string(b.numel) + " elements, not a whole number of blocks of " +
+                          std::to_string(p.layout.blockStride()));
+    checkBlockRange(env, "writePool", p, first, b.numel / p.layout.blockStride());
+    WriteOp op;
+    op.dst = p.mem;
+    op.offset = size_t(first * p.layout.blockBytes());
+    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    Deps deps = toDeps(info[3], &be, "writePool: waitFor");
+    validateWrite(op);
+    return EventWrap::Make(env, be.write(std::move(op), poolQueue(p), deps), &be);
   });
 }
 

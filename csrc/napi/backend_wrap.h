@@ -25,6 +25,8 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
   Napi::Value CopyBlocks(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value ReadPool(const Napi::CallbackInfo& info);
+  Napi::Value WritePool(const Napi::CallbackInfo& info);
 
   Backend& backend(Napi::Env env);
 
