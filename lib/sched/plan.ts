@@ -96,6 +96,8 @@ export interface SeqEvent {
   seq: SeqId;
   kind: 'first-token' | 'token' | 'finished' | 'preempted' | 'rejected';
   at: number;
+  /** Why a request was rejected (names the field and the limit). */
+  reason?: string;
 }
 
 export interface Scheduler {

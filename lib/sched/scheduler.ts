@@ -1,0 +1,630 @@
+// The scheduler core, vLLM v1 style: one class holds the waiting queue and the running set,
+// and each step turns them into a plain StepPlan. Policies are small objects plugged in:
+// the memory policy (baseline: all layers on the device at admission; LayerKV: per-layer
+// placement with host offload) and the prefix mode (Cake's compute-or-load for requests
+// whose prefix KV is in the store).
+//
+// A step, in order:
+//   1. decodes of running sequences (one token each), growing their tables a block at a
+//      time and preempting the most recently admitted sequence when the device is full;
+//   2. chunks of running ordinary prefills under the token budget;
+//   3. admissions from the waiting queue (FCFS; LayerKV's SLO-aware admission orders by
+//      TTFT deadline and sizes chunks so decoding requests keep their TPOT SLO);
+//   4. Cake prefix requests: their loads are issued regardless of the budget, their
+//      compute takes only what is left of it.
+import type { Request } from '../workload/request.js';
+import { KvCacheManager, type SeqKv } from '../kv/block-table.js';
+import { CakeTracker, type PrefixMode } from './cake.js';
+import { BaselineMemory, LayerKvMemory, type CostLike, type MemoryPolicy } from './memory.js';
+import type { ComputeItem, Scheduler, SeqEvent, SeqId, StepPlan, StepResult, TierName, Transfer } from './plan.js';
+
+export interface SchedulerConfig {
+  /** Cost model of the deployment: sizes pools, predicts step and transfer times. */
+  cost: CostLike & { readonly model: { numLayers: number; name?: string }; readonly gpu: { memBytes: number; d2hBandwidth: number; h2dBandwidth: number; transferLatency: number } };
+  memory?: 'baseline' | 'layerkv';
+  /** Prefix reuse for requests with prefix hits ('none': compute everything). */
+  prefixMode?: 'none' | PrefixMode;
+  /** Tokens per block (16). */
+  blockSize?: number;
+  /** Device layer-blocks (default: the GPU's KV memory / bytes of one layer-block). */
+  deviceBlocks?: number;
+  /** Host layer-blocks (default: hostMemBytes / bytes of one layer-block). */
+  hostBlocks?: number;
+  /** Host memory for offloaded KV, bytes (256 GiB). */
+  hostMemBytes?: number;
+  /** Token budget per step (2048). */
+  maxBatchedTokens?: number;
+  /** Running sequences at most (256). */
+  maxRunning?: number;
+  /** Device fraction admissions leave free (0.01). */
+  watermark?: number;
+  /** LayerKV's SLO-aware admission (default on for layerkv). */
+  sloAware?: boolean;
+  /** LayerKV: never keep fewer layers than this on the device (0). */
+  minDeviceLayers?: number;
+  /** Smallest chunk the oldest running prefill gets when TPOT slack is exhausted, so
+   *  SLO-aware chunking cannot starve it (256). */
+  minPrefillChunk?: number;
+  /** Cake loads in flight per request (default: the tracker's, which with cost estimates
+   *  is unbounded: the split is re-solved every step, so loads need no cap). */
+  maxLoadsInFlight?: number;
+  /** Bandwidth of the prefix store, for Cake's split estimates (bytes/s; default 10 GB/s). */
+  storageBandwidth?: number;
+  /** Emit per-layer BlockChange lists (true; a real executor needs them). */
+  recordBlockChanges?: boolean;
+  /** Check invariants after every step (tests). */
+  check?: boolean;
+  name?: string;
+}
+
+type Status = 'waiting' | 'running' | 'finished';
+
+/** One admission's hold on KV: transfers keep it alive after a preemption drops it. */
+interface Holding {
+  kv: SeqKv;
+  inflight: number;
+  dropped: boolean;
+}
+
+interface Seq {
+  req: Request;
+  id: SeqId;
+  order: number;
+  status: Status;
+  /** Tokens whose KV the prefill must produce (prompt, plus generated tokens on recompute). */
+  target: number;
+  /** Tokens with KV in place. */
+  computed: number;
+  generated: number;
+  firstTokenAt: number;
+  hold: Holding | null;
+  cake: CakeTracker | null;
+  /** Whether this admission was ever admitted before (preempted sequences rejoin the front). */
+  admittedOnce: boolean;
+  /** Host-tier layers, for LayerKV decode loads. */
+  hostLayers: number[];
+}
+
+interface TransferRec {
+  seq: Seq;
+  hold: Holding;
+  kind: Transfer['kind'];
+  chunk?: number;
+  release?: { layer: number; tier: TierName; blocks: number[] };
+}
+
+export class SchedulerCore implements Scheduler {
+  readonly name: string;
+  readonly kv: KvCacheManager;
+  readonly memory: MemoryPolicy;
+  readonly prefixMode: 'none' | PrefixMode;
+  readonly blockSize: number;
+  readonly maxBatchedTokens: number;
+  readonly maxRunning: number;
+  readonly sloAware: boolean;
+  readonly numLayers: number;
+  /** Counters for reports. */
+  readonly stats = { preemptions: 0, promotions: 0, streamedLoads: 0, offloads: 0, prefixLoads: 0, rejected: 0, loadedTokens: 0, computedPrefixTokens: 0 };
+
+  private readonly cost: SchedulerConfig['cost'];
+  private readonly minPrefillChunk: number;
+  private readonly maxLoadsInFlight: number | undefined;
+  private readonly storageBandwidth: number;
+  private readonly check: boolean;
+  private readonly seqs = new Map<SeqId, Seq>();
+  /** FCFS: arrival order; preempted sequences go back to the front. */
+  private waiting: Seq[] = [];
+  /** Admission order; the last one is the preemption victim. */
+  private running: Seq[] = [];
+  private readonly transfers = new Map<number, TransferRec>();
+  private pendingEvents: SeqEvent[] = [];
+  private nextTransferId = 1;
+  private stepNo = 0;
+  private orderNo = 0;
+  private lastAdmitKey = -Infinity;
+  private readonly layerBytesPerToken: number;
+
+  constructor(cfg: SchedulerConfig) {
+    if (!cfg || typeof cfg !== 'object' || !cfg.cost) throw new TypeError('SchedulerCore: config.cost (a CostModel) is required');
+    const posInt = (name: string, v: number | undefined, d: number, min = 1): number => {
+      const x = v ?? d;
+      if (!Number.isInteger(x) || x < min) throw new RangeError(`SchedulerCore: ${name} must be an integer >= ${min}, got ${x}`);
+      return x;
+    };
+    this.cost = cfg.cost;
+    this.numLayers = posInt('cost.model.numLayers', cfg.cost.model.numLayers, 0);
+    this.blockSize = posInt('blockSize', cfg.blockSize, 16);
+    this.maxBatchedTokens = posInt('maxBatchedTokens', cfg.maxBatchedTokens, 2048);
+    this.maxRunning = posInt('maxRunning', cfg.maxRunning, 256);
+    this.minPrefillChunk = posInt('minPrefillChunk', cfg.minPrefillChunk, 256);
+    this.maxLoadsInFlight = cfg.maxLoadsInFlight === undefined ? undefined : posInt('maxLoadsInFlight', cfg.maxLoadsInFlight, 2);
+    this.storageBandwidth = cfg.storageBandwidth ?? 10e9;
+    if (!(this.storageBandwidth > 0)) throw new RangeError(`SchedulerCore: storageBandwidth must be > 0 bytes/s, got ${this.storageBandwidth}`);
+    const watermark = cfg.watermark ?? 0.01;
+    if (!(watermark >= 0 && watermark < 1)) throw new RangeError(`SchedulerCore: watermark must be in [0, 1), got ${watermark}`);
+    this.layerBytesPerToken = cfg.cost.kvBytes(1, 1);
+    const blockBytes = this.layerBytesPerToken * this.blockSize;
+    const deviceBlocks = cfg.deviceBlocks ?? Math.floor(cfg.cost.gpu.memBytes / blockBytes);
+    const hostBlocks = cfg.hostBlocks ?? Math.floor((cfg.hostMemBytes ?? 256 * 2 ** 30) / blockBytes);
+    posInt('deviceBlocks', deviceBlocks, 0);
+    posInt('hostBlocks', hostBlocks, 0, 0);
+    const memory = cfg.memory ?? 'baseline';
+    if (memory !== 'baseline' && memory !== 'layerkv') throw new RangeError(`SchedulerCore: memory must be 'baseline' or 'layerkv', got ${String(memory)}`);
+    this.memory = memory === 'layerkv' ? new LayerKvMemory(cfg.cost, cfg.minDeviceLayers ?? 0) : new BaselineMemory();
+    const pm = cfg.prefixMode ?? 'none';
+    if (!['none', 'compute-only', 'load-only', 'cake'].includes(pm)) throw new RangeError(`SchedulerCore: prefixMode must be none, compute-only, load-only or cake, got ${String(pm)}`);
+    this.prefixMode = pm;
+    this.sloAware = cfg.sloAware ?? memory === 'layerkv';
+    this.check = cfg.check ?? false;
+    this.kv = new KvCacheManager({ numLayers: this.numLayers, blockSize: this.blockSize, deviceBlocks, hostBlocks, watermark, recordChanges: cfg.recordBlockChanges ?? true });
+    this.name = cfg.name ?? (pm === 'none' ? memory : `${memory}+${pm}`);
+  }
+
+  // ---- requests -----------------------------------------------------------------------
+
+  add(req: Request, now: number): void {
+    const reason = this.validate(req, now);
+    if (reason !== null) {
+      this.stats.rejected++;
+      this.pendingEvents.push({ seq: String(req?.id), kind: 'rejected', at: now, reason });
+      return;
+    }
+    const s: Seq = { req, id: req.id, order: this.orderNo++, status: 'waiting', target: req.promptLen, computed: 0, generated: 0, firstTokenAt: NaN, hold: null, cake: null, admittedOnce: false, hostLayers: [] };
+    this.seqs.set(req.id, s);
+    this.waiting.push(s);
+  }
+
+  private validate(req: Request, now: number): string | null {
+    if (!req || typeof req !== 'object') return 'request must be an object';
+    if (typeof req.id !== 'string' || req.id.length === 0) return 'request.id must be a non-empty string';
+    if (this.seqs.has(req.id)) return `request.id ${req.id} is already in use`;
+    if (!Number.isInteger(req.promptLen) || req.promptLen < 1) return `promptLen must be an integer >= 1, got ${req.promptLen}`;
+    if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) return `maxNewTokens must be an integer >= 1, got ${req.maxNewTokens}`;
+    if (!(Number.isFinite(req.arrival) && req.arrival >= 0)) return `arrival must be a finite time >= 0, got ${req.arrival}`;
+    if (req.arrival > now + 1e-9) return `arrival ${req.arrival} is after now ${now}`;
+    const maxTokens = Math.floor((this.kv.device.numBlocks - this.kv.device.watermarkBlocks) / this.numLayers) * this.blockSize;
+    // A sequence that cannot hold all its layers on the device would be preempted forever.
+    if (req.promptLen + req.maxNewTokens > maxTokens) {
+      return `promptLen + maxNewTokens = ${req.promptLen + req.maxNewTokens} exceeds the ${maxTokens} tokens the device pool holds for one sequence`;
+    }
+    const p = req.prefix;
+    if (p) {
+      if (!Number.isInteger(p.chunkTokens) || p.chunkTokens < 1 || p.chunkTokens % this.blockSize !== 0) return `prefix.chunkTokens must be a positive multiple of blockSize ${this.blockSize}, got ${p.chunkTokens}`;
+      if (!Number.isInteger(p.storedChunks) || p.storedChunks < 0 || p.storedChunks > p.chunkHashes.length) return `prefix.storedChunks must be in [0, ${p.chunkHashes.length}] (chunkHashes), got ${p.storedChunks}`;
+      if (p.storedChunks * p.chunkTokens > req.promptLen) return `prefix.storedChunks * chunkTokens = ${p.storedChunks * p.chunkTokens} exceeds promptLen ${req.promptLen}`;
+    }
+    return null;
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0 || this.transfers.size > 0 || this.pendingEvents.length > 0;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+  get numRunning(): number {
+    return this.running.length;
+  }
+  get transfersInFlight(): number {
+    return this.transfers.size;
+  }
+
+  // ---- scheduling ---------------------------------------------------------------------
+
+  schedule(now: number): StepPlan {
+    const plan: StepPlan = { step: this.stepNo++, compute: [], transfers: [], allocated: [], freed: [], preempted: [] };
+    let budget = this.maxBatchedTokens;
+
+    // 1. Decodes first. Iterate over a copy: preemption removes from `running`.
+    let streaming: Seq[] | null = null;
+    for (const s of [...this.running]) {
+      if (budget === 0) break;
+      if (s.status !== 'running' || !this.isDecoding(s) || s.hold!.inflight > 0) continue;
+      if (s.hostLayers.length > 0 && !this.promote(s, plan)) {
+        (streaming ??= []).push(s);
+        continue;
+      }
+      if (!this.growForDecode(s, plan)) continue;
+      plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
+      budget--;
+    }
+    if (streaming) budget = this.streamDecodes(streaming, plan, budget);
+
+    // The TPOT-safe step time for SLO-aware chunking: decodes are in, prefills must fit.
+    const limit = this.sloAware ? this.stepLimit(now) : Infinity;
+    let oldestPrefill = true;
+
+    // 2. Running ordinary prefills.
+    for (const s of this.running) {
+      if (budget === 0) break;
+      if (s.cake || this.isDecoding(s)) continue;
+      const want = Math.min(s.target - s.computed, budget);
+      const c = this.sizeChunk(plan.compute, s.computed, want, limit, oldestPrefill);
+      oldestPrefill = false;
+      if (c === 0) continue;
+      this.addPrefill(s, c, plan);
+      budget -= c;
+    }
+
+    // 3. Admissions.
+    this.admit(now, plan, budget, limit);
+    budget = this.maxBatchedTokens - plan.compute.reduce((a, c) => a + c.tokens, 0);
+
+    // 4. Cake prefix requests: loads regardless, compute from what is left.
+    for (const s of this.running) {
+      if (!s.cake || s.cake.done) continue;
+      for (let c = s.cake.nextLoad(now); c >= 0; c = s.cake.nextLoad(now)) this.issuePrefixLoad(s, c, plan);
+      if (budget === 0) continue;
+      const r = s.cake.nextCompute(budget, now);
+      if (!r) continue;
+      plan.compute.push({ seq: s.id, phase: 'prefill', tokens: r.tokens, cachedBefore: r.start, emitsToken: r.start + r.tokens >= s.target });
+      budget -= r.tokens;
+    }
+
+    const ch = this.kv.drainChanges();
+    plan.allocated = ch.allocated;
+    plan.freed = ch.freed;
+    return plan;
+  }
+
+  private isDecoding(s: Seq): boolean {
+    return s.computed >= s.target && s.generated > 0;
+  }
+
+  /** Admits waiting requests in FCFS order (TTFT-deadline order when SLO-aware) while
+   *  memory, the running cap and (for ordinary prefills) the budget allow. Stops at the first
+   *  that does not fit, so a large request at the head is not overtaken forever. */
+  private admit(now: number, plan: StepPlan, budget: number, limit: number): void {
+    if (this.waiting.length === 0) return;
+    if (this.sloAware) this.waiting.sort(byDeadline);
+    let admitted = 0;
+    for (const s of this.waiting) {
+      if (this.running.length >= this.maxRunning) break;
+      const usesCake = this.usesCake(s);
+      if (!usesCake && budget === 0) break;
+      const blocksPerLayer = this.kv.blocksFor(s.target);
+      let first = 0;
+      if (!usesCake) {
+        first = this.sizeChunk(plan.compute, 0, Math.min(s.target, budget), limit, this.running.every((r) => r.cake || this.isDecoding(r)));
+        if (first === 0) break;
+      }
+      const tiers = usesCake
+        ? blocksPerLayer * this.numLayers <= this.kv.device.numFree - this.kv.device.watermarkBlocks
+          ? new Array<TierName>(this.numLayers).fill('device')
+          : null
+        : this.memory.layout({
+            tokens: s.target,
+            blocksPerLayer,
+            deviceFree: Math.max(0, this.kv.device.numFree - this.kv.device.watermarkBlocks),
+            hostFree: this.kv.host.numFree,
+            numLayers: this.numLayers,
+            chunkTokens: this.maxBatchedTokens,
+          });
+      if (!tiers) break;
+      const kv = this.kv.create(s.id, tiers);
+      if (!this.kv.grow(kv, s.target, true)) {
+        this.kv.free(s.id);
+        break;
+      }
+      if (this.check) this.checkAdmission(s, tiers);
+      s.hold = { kv, inflight: 0, dropped: false };
+      s.hostLayers = [];
+      for (let l = 0; l < this.numLayers; l++) if (tiers[l] === 'host') s.hostLayers.push(l);
+      s.status = 'running';
+      s.computed = 0;
+      s.admittedOnce = true;
+      this.running.push(s);
+      admitted++;
+      if (usesCake) {
+        s.cake = this.makeTracker(s);
+      } else {
+        this.addPrefill(s, first, plan);
+        budget -= first;
+      }
+    }
+    if (admitted > 0) this.waiting.splice(0, admitted);
+  }
+
+  private usesCake(s: Seq): boolean {
+    return this.prefixMode !== 'none' && !!s.req.prefix && s.req.prefix.storedChunks > 0;
+  }
+
+  private makeTracker(s: Seq): CakeTracker {
+    const p = s.req.prefix!;
+    const chunkBytes = this.cost.kvBytes(p.chunkTokens);
+    return new CakeTracker({
+      promptLen: s.target,
+      chunkTokens: p.chunkTokens,
+      storedChunks: p.storedChunks,
+      mode: this.prefixMode as PrefixMode,
+      maxLoadsInFlight: this.maxLoadsInFlight,
+      estimates: {
+        compute: (start, tokens) => this.cost.prefillChunkTime(tokens, start),
+        load: () => this.cost.transferTime(chunkBytes, this.storageBandwidth),
+      },
+    });
+  }
+
+  /** The largest chunk (<= want) whose step stays within `limit`; with `guaranteed`, at
+   *  least min(want, minPrefillChunk) so the oldest prefill always moves. */
+  private sizeChunk(items: ComputeItem[], cachedBefore: number, want: number, limit: number, guaranteed: boolean): number {
+    if (want <= 0) return 0;
+    if (limit === Infinity) return want;
+    const floor = guaranteed ? Math.min(want, this.minPrefillChunk) : 0;
+    const probe: ComputeItem = { seq: '', phase: 'prefill', tokens: want, cachedBefore, emitsToken: false };
+    items.push(probe);
+    try {
+      if (this.cost.stepTime(items) <= limit) return want;
+      let lo = floor;
+      let hi = want;
+      // Step time grows with the chunk; binary search to block granularity.
+      while (hi - lo > this.blockSize) {
+        const mid = (lo + hi) >> 1;
+        probe.tokens = mid;
+        if (this.cost.stepTime(items) <= limit) lo = mid;
+        else hi = mid;
+      }
+      return lo;
+    } finally {
+      items.pop();
+    }
+  }
+
+  /** The longest step that keeps every decoding request with a TPOT SLO within it: a
+   *  request that has emitted n tokens after its first, over e seconds, can take a next
+   *  token after T seconds as long as (e + T) / (n + 1) <= SLO. Its accumulated slack is
+   *  usable; a step is never held below one SLO, so a request already behind does not
+   *  stop all admissions. */
+  private stepLimit(now: number): number {
+    let limit = Infinity;
+    for (const s of this.running) {
+      const slo = s.req.tpotSlo;
+      if (slo === undefined || !this.isDecoding(s)) continue;
+      const n = s.generated - 1;
+      const slack = slo * (n + 1) - (now - s.firstTokenAt);
+      limit = Math.min(limit, Math.max(slack, slo));
+    }
+    return limit;
+  }
+
+  private addPrefill(s: Seq, tokens: number, plan: StepPlan): void {
+    plan.compute.push({ seq: s.id, phase: 'prefill', tokens, cachedBefore: s.computed, emitsToken: s.computed + tokens >= s.target });
+    // LayerKV: each host layer's new KV leaves as soon as that layer's compute ends.
+    for (const l of s.hostLayers) {
+      this.stats.offloads++;
+      plan.transfers.push(this.issue(s, { kind: 'offload', channel: 'd2h', bytes: tokens * this.layerBytesPerToken, layers: [l], afterLayer: l }));
+    }
+  }
+
+  private issue(s: Seq, t: Omit<Transfer, 'id' | 'seq'>, extra: Partial<TransferRec> = {}): Transfer {
+    const id = this.nextTransferId++;
+    const tr: Transfer = { id, seq: s.id, ...t };
+    s.hold!.inflight++;
+    this.transfers.set(id, { seq: s, hold: s.hold!, kind: t.kind, ...extra });
+    return tr;
+  }
+
+  private issuePrefixLoad(s: Seq, chunk: number, plan: StepPlan): void {
+    const p = s.req.prefix!;
+    this.stats.prefixLoads++;
+    plan.transfers.push(this.issue(s, { kind: 'prefix-load', channel: 'storage', bytes: this.cost.kvBytes(p.chunkTokens), layers: this.allLayers(), chunk }, { chunk }));
+  }
+
+  private allLayersCache: number[] | null = null;
+  private allLayers(): number[] {
+    return (this.allLayersCache ??= Array.from({ length: this.numLayers }, (_, i) => i));
+  }
+
+  /** A slot for the decode's token; preempts the most recently admitted sequence while the
+   *  device is short. False when `s` itself was preempted. */
+  private growForDecode(s: Seq, plan: StepPlan): boolean {
+    const kv = s.hold!.kv;
+    while (!this.kv.grow(kv, s.computed + 1)) {
+      const victim = this.running[this.running.length - 1];
+      this.preempt(victim, plan);
+      if (victim === s) return false;
+    }
+    return true;
+  }
+
+  /**
+   * LayerKV decode of a sequence with layers on the host. Two ways to get them to the
+   * attention kernels: promote (allocate device blocks, load once, free the host copy) or
+   * stream (load each host layer into a staging buffer every step, ahead of its use). A
+   * promotion costs one streamed step's transfer once; streaming pays it every step, and
+   * every sequence in the batch waits when the loads outrun the earlier layers' compute.
+   * So: promote whenever the device has the blocks (above the watermark, so running
+   * sequences can still grow); otherwise stream only while the loads hide behind the
+   * step's compute, or when nothing else would run (so the request cannot stall forever);
+   * else the sequence waits a step for blocks to free up. The staging buffer is outside
+   * the KV pool, like activations.
+   */
+  private promote(s: Seq, plan: StepPlan): boolean {
+    const kv = s.hold!.kv;
+    const blocks = this.kv.blocksFor(s.computed + 1);
+    if (!this.kv.device.canAllocate(blocks * s.hostLayers.length, true)) return false;
+    for (const l of s.hostLayers) {
+      const mv = this.kv.moveLayer(kv, l, 'device')!;
+      this.stats.promotions++;
+      plan.transfers.push(
+        this.issue(
+          s,
+          { kind: 'load', channel: 'h2d', bytes: s.computed * this.layerBytesPerToken, layers: [l], beforeLayer: l, moves: [{ layer: l, from: 'host', to: 'device', pairs: mv.pairs }] },
+          { release: { layer: l, tier: mv.from, blocks: mv.source } },
+        ),
+      );
+    }
+    s.hostLayers = [];
+    return true;
+  }
+
+  private streamDecodes(seqs: Seq[], plan: StepPlan, budget: number): number {
+    let loadTime = 0;
+    for (const s of seqs) {
+      if (budget === 0) break;
+      const t = this.cost.transferTime(s.computed * this.layerBytesPerToken * s.hostLayers.length, this.cost.gpu.h2dBandwidth);
+      plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
+      const hidden = loadTime + t <= this.cost.stepTime(plan.compute);
+      plan.compute.pop();
+      if (!hidden && plan.compute.length > 0) continue;
+      if (!this.growForDecode(s, plan)) continue;
+      loadTime += t;
+      for (const l of s.hostLayers) {
+        this.stats.streamedLoads++;
+        plan.transfers.push(this.issue(s, { kind: 'load', channel: 'h2d', bytes: s.computed * this.layerBytesPerToken, layers: [l], beforeLayer: l }));
+      }
+      plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
+      budget--;
+    }
+    return budget;
+  }
+
+  /** Preemption by recompute: the KV is dropped and the sequence rejoins the front of the
+   *  queue to prefill its prompt and generated tokens again. */
+  private preempt(s: Seq, plan: StepPlan): void {
+    this.stats.preemptions++;
+    const i = this.running.indexOf(s);
+    if (i >= 0) this.running.splice(i, 1);
+    this.dropKv(s);
+    s.status = 'waiting';
+    s.target = s.req.promptLen + s.generated;
+    s.computed = 0;
+    s.cake = null;
+    s.hostLayers = [];
+    // Remove any compute already planned for it this step.
+    plan.compute = plan.compute.filter((c) => c.seq !== s.id);
+    plan.preempted.push(s.id);
+    this.pendingEvents.push({ seq: s.id, kind: 'preempted', at: NaN });
+    this.waiting.unshift(s);
+  }
+
+  private dropKv(s: Seq): void {
+    const h = s.hold;
+    s.hold = null;
+    if (!h) return;
+    h.dropped = true;
+    this.kv.detach(s.id);
+    if (h.inflight === 0) this.releaseHolding(h);
+  }
+
+  private releaseHolding(h: Holding): void {
+    const kv = h.kv;
+    for (let l = 0; l < this.numLayers; l++) this.kv.release(kv.seq, l, kv.tiers[l], kv.tables[l]);
+    kv.tables.forEach((t) => (t.length = 0));
+  }
+
+  // ---- results ------------------------------------------------------------------------
+
+  onResult(plan: StepPlan, result: StepResult): SeqEvent[] {
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    for (const e of events) if (Number.isNaN(e.at)) e.at = result.start;
+    for (const d of result.transfersDone) this.transferDone(d.id, d.at);
+    const at = result.end;
+    for (const c of plan.compute) {
+      const s = this.seqs.get(c.seq);
+      if (!s || s.status !== 'running') continue;
+      if (s.cake) {
+        s.cake.onComputed(c.cachedBefore, c.tokens);
+        s.computed = s.cake.computedEnd;
+        if (s.cake.done) {
+          this.stats.loadedTokens += s.cake.loadedTokens;
+          this.stats.computedPrefixTokens += s.cake.computedTokens;
+          s.computed = s.target;
+          s.cake = null;
+          this.emit(s, at, events);
+        }
+        continue;
+      }
+      s.computed += c.tokens;
+      if (c.emitsToken) this.emit(s, at, events);
+    }
+    if (this.check) this.checkInvariants();
+    return events;
+  }
+
+  private emit(s: Seq, at: number, events: SeqEvent[]): void {
+    if (s.generated === 0) {
+      s.firstTokenAt = at;
+      events.push({ seq: s.id, kind: 'first-token', at });
+    } else {
+      events.push({ seq: s.id, kind: 'token', at });
+    }
+    s.generated++;
+    if (s.generated >= s.req.maxNewTokens) {
+      s.status = 'finished';
+      const i = this.running.indexOf(s);
+      if (i >= 0) this.running.splice(i, 1);
+      this.dropKv(s);
+      this.seqs.delete(s.id);
+      events.push({ seq: s.id, kind: 'finished', at });
+    }
+  }
+
+  private transferDone(id: number, at: number): void {
+    const rec = this.transfers.get(id);
+    if (!rec) throw new Error(`SchedulerCore.onResult: transfer ${id} is not in flight`);
+    this.transfers.delete(id);
+    if (rec.release) this.kv.release(rec.seq.id, rec.release.layer, rec.release.tier, rec.release.blocks);
+    const h = rec.hold;
+    h.inflight--;
+    if (h.dropped) {
+      if (h.inflight === 0) this.releaseHolding(h);
+      return;
+    }
+    if (rec.kind === 'prefix-load' && rec.seq.cake) rec.seq.cake.onLoaded(rec.chunk!, at);
+  }
+
+  // ---- invariants ---------------------------------------------------------------------
+
+  private checkAdmission(s: Seq, tiers: TierName[]): void {
+    // FCFS (or deadline order) among first admissions: nobody overtakes an older request.
+    // (SLO-aware admission orders by deadline, which a later arrival may precede.)
+    if (!s.admittedOnce && !this.sloAware) {
+      if (s.order < this.lastAdmitKey) throw new Error(`invariant: ${s.id} admitted out of FCFS order`);
+      this.lastAdmitKey = s.order;
+    }
+    if (this.memory instanceof LayerKvMemory && !this.usesCake(s)) {
+      const keep = tiers.filter((t) => t === 'device').length;
+      const c = this.memory.constraint(s.target, this.numLayers, keep, this.maxBatchedTokens);
+      if (keep < this.numLayers && c.offload > c.compute * (1 + 1e-9)) {
+        throw new Error(`invariant: ${s.id} offloads ${c.offload}s of KV behind ${c.compute}s of prefill`);
+      }
+    }
+  }
+
+  /** Every block is owned once: by a table of a live or dropped holding, or by a transfer
+   *  about to release it; the pools' used counts match. Throws on a violation. */
+  checkInvariants(): void {
+    const owned = { device: new Set<number>(), host: new Set<number>() };
+    const own = (tier: TierName, b: number, who: string) => {
+      if (owned[tier].has(b)) throw new Error(`invariant: ${tier} block ${b} owned twice (${who})`);
+      owned[tier].add(b);
+    };
+    const holds = new Set<Holding>();
+    for (const s of this.running) if (s.hold) holds.add(s.hold);
+    for (const r of this.transfers.values()) {
+      holds.add(r.hold);
+      if (r.release) for (const b of r.release.blocks) own(r.release.tier, b, `transfer of ${r.seq.id}`);
+    }
+    for (const h of holds) {
+      for (let l = 0; l < this.numLayers; l++) for (const b of h.kv.tables[l]) own(h.kv.tiers[l], b, `${h.kv.seq} layer ${l}`);
+    }
+    for (const tier of ['device', 'host'] as const) {
+      const pool = this.kv.pool(tier);
+      if (pool.numUsed > pool.numBlocks) throw new Error(`invariant: ${tier} pool over capacity`);
+      if (owned[tier].size !== pool.numUsed) throw new Error(`invariant: ${tier} pool has ${pool.numUsed} blocks in use, ${owned[tier].size} owned`);
+    }
+  }
+}
+
+function deadline(s: Seq): number {
+  return s.req.arrival + (s.req.ttftSlo ?? 1e9);
+}
+
+function byDeadline(a: Seq, b: Seq): number {
+  // Preempted sequences keep their place at the front.
+  if (a.admittedOnce !== b.admittedOnce) return a.admittedOnce ? -1 : 1;
+  return deadline(a) - deadline(b) || a.order - b.order;
+}
