@@ -12,14 +12,20 @@
 // (onLoaded, onComputed). The tracker never touches memory or time itself.
 //
 // Where the two sides meet. Without estimates the tracker is the paper's greedy: the front
-// computes toward the lowest issued load and loads are issued down to the front. The meeting
-// then lands within a chunk of the ideal split, which on a 16K prompt of 512-token chunks is
-// several percent of TTFT. With `estimates` (per-chunk compute and load seconds, from the
-// scheduler's cost model) the tracker re-solves the split every time it is asked: from the
-// current front, the loads in flight and their expected completion, it picks the split k that
-// minimises max(front finishes chunk k, loads of [k, loadFrom) finish), stops issuing loads
-// below k and computes only up to k. Re-solving each step absorbs a shrinking or growing
-// compute budget and loads that run late.
+// computes toward the lowest issued load and loads are issued down to the front. Where the
+// meeting lands then depends on step and load granularity: a whole chunk (several percent of
+// TTFT on a 16K prompt) when both sides advance chunk by chunk, much more when a step computes
+// many chunks or loads are only issued at step boundaries. With `estimates` (compute and load
+// seconds from the scheduler's cost model) the tracker re-solves the split every time it is
+// asked: from the current front, the loads in flight and their expected completion (`now`
+// and the landing times sharpen these), it picks the split k minimising
+//   max(front reaches k, loads of [k, loadFrom) land) + suffix,
+// or computing everything with the suffix batched into the same steps, then issues loads
+// only down to k and computes only up to k. Re-solving each step absorbs a changing budget
+// and loads that run late; the front's measured speed against its estimate (the estimate is
+// for the range alone, while a shared step runs slower) scales later compute estimates.
+// What re-solving cannot undo is a load already issued: estimates that overstate compute
+// commit loads the front would have beaten, and the front then waits for them.
 //
 // The front reaching a chunk that is in flight. The front never computes a chunk whose load
 // was issued: the load cannot be revoked (plans have no cancel), so computing it would spend
@@ -55,7 +61,8 @@ export interface CakeTrackerOptions {
    *  split it chose, and loads are issued only at step boundaries: a small bound would idle the
    *  storage channel for most of a long step whenever loads are fast. */
   maxLoadsInFlight?: number;
-  /** Cost estimates; without them the meeting point is found greedily (the paper's Cake). */
+  /** Cost estimates; without them the meeting point is found greedily (the paper's Cake).
+   *  Pass `now` to nextLoad/nextCompute and `at` to onLoaded with them. */
   estimates?: CakeEstimates;
 }
 
@@ -106,6 +113,17 @@ export class CakeTracker {
    *  else unused), and of the last one issued: loads of one request run in issue order. */
   private readonly loadDoneAt = new Map<number, number>();
   private lastLoadDoneAt = -Infinity;
+  /** Measured over estimated front compute time. The caller's compute estimate is for the
+   *  range alone; in a busy step the front shares the GPU with decodes and other prefills and
+   *  gets only the leftover budget, so it runs slower than estimated. The ratio is measured
+   *  from the `now` of the call that handed out a range to the `now` of the first call after
+   *  it was reported computed (the next step's start), summed over all steps so far. */
+  private measuredCompute = 0;
+  private estimatedCompute = 0;
+  /** A range reported computed, waiting for the next `now` to close its measurement. */
+  private openMeasure: { since: number; estimate: number } | null = null;
+  /** A range handed out by nextCompute: when, and its estimate. */
+  private handedOut: { since: number; estimate: number } | null = null;
 
   constructor(opts: CakeTrackerOptions) {
     if (opts === null || typeof opts !== 'object') throw new TypeError('CakeTracker: options object required');
@@ -207,6 +225,7 @@ export class CakeTracker {
    *  is compute-only, or maxLoadsInFlight reached. `now` (seconds) sharpens the split choice
    *  when estimates were given. */
   nextLoad(now?: number): number {
+    this.observe(now);
     if (this.mode === 'compute-only' || this.low === 0) return -1;
     if (this.inFlightChunks.size >= this.maxLoadsInFlight) return -1;
     const chunk = this.low - 1;
@@ -271,6 +290,8 @@ export class CakeTracker {
    *  the time it runs); a range ending at promptLen emits the first token. */
   nextCompute(budget: number, now?: number): { start: number; tokens: number } | null {
     checkInt('budget', budget, 0);
+    this.observe(now);
+    this.handedOut = null;
     this.planned = this.front;
     if (budget === 0 || this.done) return null;
     if (this.front >= this.promptLen) {
@@ -281,6 +302,9 @@ export class CakeTracker {
     if (limit <= this.front) return null;
     const tokens = Math.min(budget, limit - this.front);
     this.planned = this.front + tokens;
+    if (this.est !== undefined && now !== undefined) {
+      this.handedOut = { since: now, estimate: this.estimate('compute', this.est.compute(this.front, tokens)) };
+    }
     return { start: this.front, tokens };
   }
 
@@ -306,6 +330,10 @@ export class CakeTracker {
     this.computed += tokens;
     this.front = start + tokens;
     this.planned = this.front;
+    if (this.handedOut !== null) {
+      this.openMeasure = this.handedOut;
+      this.handedOut = null;
+    }
     this.settle();
   }
 
@@ -319,6 +347,7 @@ export class CakeTracker {
     const first = Math.min(Math.ceil(Math.max(this.front, this.planned) / C), this.low);
     if (this.est === undefined || first >= this.low) return first;
     const t = now ?? 0;
+    const slow = this.slowdown;
     const loadsAt = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
     let loadRest = 0;
     for (let j = first; j < this.low; j++) loadRest += this.chunkLoad[j];
@@ -336,10 +365,10 @@ export class CakeTracker {
       // budget of several chunks per step pays the per-step cost once for all of them. The
       // range includes this step's planned compute and the rest of a started chunk, which
       // are owed whatever the split.
-      const frontAt = t + (k * C > this.front ? this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : 0);
+      const frontAt = t + (k * C > this.front ? slow * this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : 0);
       const cost =
         k === S && this.low === S
-          ? t + this.estimate('compute', this.est.compute(this.front, P - this.front))
+          ? t + slow * this.estimate('compute', this.est.compute(this.front, P - this.front))
           : Math.max(frontAt, loadsAt + loadRest) + suffix;
       // Ties go to loading: compute is what other requests contend for.
       if (cost < bestCost - 1e-12) {
@@ -349,6 +378,22 @@ export class CakeTracker {
       if (k < this.low) loadRest -= this.chunkLoad[k];
     }
     return best;
+  }
+
+  /** Closes the measurement of the last computed range at the first clock reading after it. */
+  private observe(now?: number): void {
+    if (this.openMeasure === null || now === undefined) return;
+    const took = now - this.openMeasure.since;
+    if (took >= 0 && this.openMeasure.estimate > 0) {
+      this.measuredCompute += took;
+      this.estimatedCompute += this.openMeasure.estimate;
+    }
+    this.openMeasure = null;
+  }
+
+  /** How much slower (or faster) than estimated the front has run (1 until measured). */
+  private get slowdown(): number {
+    return this.estimatedCompute > 0 && this.measuredCompute > 0 ? this.measuredCompute / this.estimatedCompute : 1;
   }
 
   private inFlightLoadSum(): number {
