@@ -47,6 +47,11 @@ export interface CakeEstimates {
   compute(start: number, tokens: number): number;
   /** Seconds to load chunk `chunk` from the prefix store (transfer time, latency included). */
   load(chunk: number): number;
+  /** When the prefix store's read channel is expected to finish what is already queued on it
+   *  (absolute seconds, same clock as `now`). A store shared by several requests serves them
+   *  in order, so this request's new loads start no earlier; without it the tracker assumes
+   *  the channel carries only its own loads. */
+  storageFreeAt?(): number;
 }
 
 export interface CakeTrackerOptions {
@@ -235,7 +240,7 @@ export class CakeTracker {
     this.low = chunk;
     this.inFlightChunks.add(chunk);
     if (this.est !== undefined) {
-      const start = Math.max(now ?? 0, this.lastLoadDoneAt);
+      const start = Math.max(now ?? 0, this.lastLoadDoneAt, this.storageFree(now));
       this.lastLoadDoneAt = start + this.chunkLoad[chunk];
       this.loadDoneAt.set(chunk, this.lastLoadDoneAt);
     }
@@ -348,7 +353,9 @@ export class CakeTracker {
     if (this.est === undefined || first >= this.low) return first;
     const t = now ?? 0;
     const slow = this.slowdown;
-    const loadsAt = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
+    // When this request's issued loads have landed, and when new ones could start.
+    const landed = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
+    const newFrom = Math.max(landed, this.storageFree(now));
     let loadRest = 0;
     for (let j = first; j < this.low; j++) loadRest += this.chunkLoad[j];
     let best = first;
@@ -369,7 +376,7 @@ export class CakeTracker {
       const cost =
         k === S && this.low === S
           ? t + slow * this.estimate('compute', this.est.compute(this.front, P - this.front))
-          : Math.max(frontAt, loadsAt + loadRest) + suffix;
+          : Math.max(frontAt, k < this.low ? newFrom + loadRest : landed) + suffix;
       // Ties go to loading: compute is what other requests contend for.
       if (cost < bestCost - 1e-12) {
         bestCost = cost;
@@ -394,6 +401,13 @@ export class CakeTracker {
   /** How much slower (or faster) than estimated the front has run (1 until measured). */
   private get slowdown(): number {
     return this.estimatedCompute > 0 && this.measuredCompute > 0 ? this.measuredCompute / this.estimatedCompute : 1;
+  }
+
+  /** The shared store's queue end, when the caller tracks it and the clock is known. */
+  private storageFree(now?: number): number {
+    if (now === undefined || this.est?.storageFreeAt === undefined) return -Infinity;
+    const v = this.est.storageFreeAt();
+    return Number.isFinite(v) ? v : -Infinity;
   }
 
   private inFlightLoadSum(): number {

@@ -289,6 +289,24 @@ test('with estimates: slow storage computes everything, free storage loads every
   assert.equal(free.nextCompute(800, 0), { start: 799, tokens: 1 });
 });
 
+test('with estimates: a store busy with other requests\' loads shifts the split toward compute', () => {
+  // Loads alone would win (1 ms each against 10 ms of compute per chunk), but the store's
+  // queue is busy for the next 50 ms: loading now means waiting behind it.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const compute = (_s: number, n: number) => n * 1e-4;
+  const idle = new CakeTracker({ ...opts, estimates: { compute, load: () => 1e-3 } });
+  const busy = new CakeTracker({ ...opts, estimates: { compute, load: () => 1e-3, storageFreeAt: () => 0.05 } });
+  const drain = (t: CakeTracker) => {
+    const loads: number[] = [];
+    for (let c = t.nextLoad(0); c >= 0; c = t.nextLoad(0)) loads.push(c);
+    return loads;
+  };
+  assert.equal(drain(idle).length, 8);
+  // Busy: k=0 costs 50 + 8 ms; computing 5 chunks (50 ms) against 3 loads (53 ms) is best.
+  assert.equal(drain(busy), [7, 6, 5]);
+  assert.equal(busy.nextCompute(800, 0), { start: 0, tokens: 500 });
+});
+
 test('bad options and out-of-protocol calls give clear errors', () => {
   const ok = { promptLen: 1000, chunkTokens: 100, storedChunks: 5, mode: 'cake' as const };
   assert.throws(() => new CakeTracker({ ...ok, promptLen: 0 }), /promptLen must be an integer >= 1, got 0/);
