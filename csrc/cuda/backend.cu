@@ -107,6 +107,11 @@ class CudaEvent final : public Event {
     for (auto& cb : cbs) cb(error_);
   }
   cudaEvent_t handle() const { return ev_; }
+  // The error of a completed event ("" while pending or on success).
+  std::string failure() {
+    std::lock_guard<std::mutex> lk(m_);
+    return done_ ? error_ : std::string();
+  }
 
  private:
   int device_;
@@ -128,6 +133,9 @@ struct Pending {
   Slab slab;
   std::shared_ptr<SlabPool> slabPool;
   std::function<void()> finish;
+  // Deps of this backend: a failure of one that is known by completion time fails this
+  // op too (its inputs are suspect), as on the CPU backend.
+  std::vector<std::shared_ptr<CudaEvent>> deps;
 };
 
 // Waits on one stream's events in issue order (ops on a stream complete in order).
@@ -165,6 +173,12 @@ class Completer {
       std::string error = p.error;
       const cudaError_t err = cudaEventSynchronize(p.event->handle());
       if (err != cudaSuccess && error.empty()) error = cudaMessage(p.what, err);
+      for (const auto& d : p.deps) {
+        if (!error.empty()) break;
+        const std::string de = d->failure();
+        if (!de.empty()) error = std::string("cuda ") + p.what + ": an op it waits for failed: " + de;
+      }
+      p.deps.clear();
       if (error.empty() && p.finish) {
         try {
           p.finish();
@@ -481,7 +495,7 @@ class CudaBackend final : public Backend {
                      *staged = slab.host;
                    },
                    [o, staged, n] {
-                     if (n > 0 && *staged) {
+                     if (n > 0 && *staged && o->into) {
                        if (o->into->size() < n) o->into->resize(n);
                        std::memcpy(o->into->data(), *staged, n);
                      }
@@ -568,10 +582,15 @@ class CudaBackend final : public Backend {
       for (const auto& d : deps) {
         if (!d) continue;
         auto* ce = dynamic_cast<CudaEvent*>(d.get());
-        if (ce)
-          KVCAKE_CUDA(what, cudaStreamWaitEvent(st, ce->handle(), 0));
-        else if (!d->ready())
+        if (ce) {
+          const std::string de = ce->failure();
+          if (!de.empty()) throw Error(std::string("cuda ") + what + " skipped: an op it waits for failed: " + de);
+          // An event without a handle completed (with an error) at enqueue: nothing to wait on.
+          if (ce->handle()) KVCAKE_CUDA(what, cudaStreamWaitEvent(st, ce->handle(), 0));
+          p.deps.push_back(std::static_pointer_cast<CudaEvent>(d));
+        } else if (!d->ready()) {
           waitForeign(d);
+        }
       }
       if (issueHost) {
         p.slab = hostStaging_->acquire(hostStaging, 0);
