@@ -463,6 +463,8 @@ export class SchedulerCore implements Scheduler {
     let loadTime = 0;
     for (const s of seqs) {
       if (budget === 0) break;
+      // An earlier decode's growth may have preempted it.
+      if (s.status !== 'running' || !s.hold) continue;
       const t = this.cost.transferTime(s.computed * this.layerBytesPerToken * s.hostLayers.length, this.cost.gpu.h2dBandwidth);
       plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
       const hidden = loadTime + t <= this.cost.stepTime(plan.compute);
@@ -597,10 +599,12 @@ export class SchedulerCore implements Scheduler {
   /** Every block is owned once: by a table of a live or dropped holding, or by a transfer
    *  about to release it; the pools' used counts match. Throws on a violation. */
   checkInvariants(): void {
-    const owned = { device: new Set<number>(), host: new Set<number>() };
+    const marks = { device: new Uint8Array(this.kv.device.numBlocks), host: new Uint8Array(this.kv.host.numBlocks) };
+    const count = { device: 0, host: 0 };
     const own = (tier: TierName, b: number, who: string) => {
-      if (owned[tier].has(b)) throw new Error(`invariant: ${tier} block ${b} owned twice (${who})`);
-      owned[tier].add(b);
+      if (marks[tier][b]) throw new Error(`invariant: ${tier} block ${b} owned twice (${who})`);
+      marks[tier][b] = 1;
+      count[tier]++;
     };
     const holds = new Set<Holding>();
     for (const s of this.running) if (s.hold) holds.add(s.hold);
@@ -614,7 +618,7 @@ export class SchedulerCore implements Scheduler {
     for (const tier of ['device', 'host'] as const) {
       const pool = this.kv.pool(tier);
       if (pool.numUsed > pool.numBlocks) throw new Error(`invariant: ${tier} pool over capacity`);
-      if (owned[tier].size !== pool.numUsed) throw new Error(`invariant: ${tier} pool has ${pool.numUsed} blocks in use, ${owned[tier].size} owned`);
+      if (count[tier] !== pool.numUsed) throw new Error(`invariant: ${tier} pool has ${pool.numUsed} blocks in use, ${count[tier]} owned`);
     }
   }
 }

@@ -1,0 +1,55 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { KvCacheManager } from '../../lib/kv/block-table.js';
+
+const mk = () => new KvCacheManager({ numLayers: 3, blockSize: 4, deviceBlocks: 10, hostBlocks: 10 });
+
+test('each layer grows in its own tier', () => {
+  const m = mk();
+  const kv = m.create('a', ['device', 'host', 'device']);
+  assert.equal(m.growthNeeded(kv, 5), { device: 4, host: 2 });
+  assert.ok(m.grow(kv, 5));
+  assert.equal(kv.tables.map((t) => t.length), [2, 2, 2]);
+  assert.is(m.device.numUsed, 4);
+  assert.is(m.host.numUsed, 2);
+  // Within the last block: no new blocks.
+  assert.ok(m.grow(kv, 8));
+  assert.is(m.device.numUsed, 4);
+  const ch = m.drainChanges();
+  assert.equal(ch.allocated.map((c) => [c.layer, c.tier, c.blocks.length]), [[0, 'device', 2], [1, 'host', 2], [2, 'device', 2]]);
+});
+
+test('grow is all or nothing across tiers', () => {
+  const m = mk();
+  const kv = m.create('a', ['device', 'device', 'device']);
+  assert.not.ok(m.grow(kv, 16)); // 12 device blocks > 10
+  assert.is(m.device.numUsed, 0);
+  assert.is(kv.tokens, 0);
+});
+
+test('moveLayer pairs source and destination blocks; the source is released later', () => {
+  const m = mk();
+  const kv = m.create('a', ['device', 'host', 'device']);
+  m.grow(kv, 8);
+  const src = kv.tables[1].slice();
+  const mv = m.moveLayer(kv, 1, 'device')!;
+  assert.is(kv.tiers[1], 'device');
+  assert.equal(Array.from(mv.pairs), [src[0], kv.tables[1][0], src[1], kv.tables[1][1]]);
+  assert.is(m.host.numUsed, 2);
+  m.release('a', 1, mv.from, mv.source);
+  assert.is(m.host.numUsed, 0);
+  m.free('a');
+  assert.is(m.device.numUsed, 0);
+  assert.throws(() => m.moveLayer(m.create('b', ['device', 'device', 'device']), 0, 'device'), /already on device/);
+});
+
+test('errors name the argument', () => {
+  const m = mk();
+  assert.throws(() => m.create('a', ['device']), /tiers must have 3/);
+  m.create('a', ['device', 'device', 'device']);
+  assert.throws(() => m.create('a', ['device', 'device', 'device']), /already has block tables/);
+  assert.throws(() => new KvCacheManager({ numLayers: 0, blockSize: 4, deviceBlocks: 1, hostBlocks: 1 }), /numLayers/);
+  assert.throws(() => new KvCacheManager({ numLayers: 1, blockSize: 0, deviceBlocks: 1, hostBlocks: 1 }), /blockSize/);
+});
+
+test.run();

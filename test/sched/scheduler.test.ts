@@ -1,0 +1,173 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createScheduler, interleavedKeep, SchedulerCore } from '../../lib/sched/index.js';
+import { SimExecutor } from '../../lib/sim/executor.js';
+import { simulate } from '../../lib/sim/simulate.js';
+import type { StepPlan } from '../../lib/sched/plan.js';
+import type { Request } from '../../lib/workload/request.js';
+import { fakeCost } from './fake-cost.js';
+
+const req = (id: string, promptLen: number, maxNewTokens: number, extra: Partial<Request> = {}): Request => ({ id, arrival: 0, promptLen, maxNewTokens, ...extra });
+const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
+
+test('baseline: chunked prefill under the budget, then decodes; blocks for all layers at admission', async () => {
+  const s = createScheduler({ policy: 'baseline', cost: fakeCost(), deviceBlocks: 100, maxBatchedTokens: 64, check: true });
+  const ex = new SimExecutor(fakeCost());
+  s.add(req('a', 100, 3), 0);
+  const p0 = s.schedule(0);
+  assert.equal(p0.compute, [{ seq: 'a', phase: 'prefill', tokens: 64, cachedBefore: 0, emitsToken: false }]);
+  // ceil(100 / 16) = 7 blocks in each of 4 layers, all on the device.
+  assert.equal(p0.allocated.map((c) => [c.layer, c.tier, c.blocks.length]), [0, 1, 2, 3].map((l) => [l, 'device', 7]));
+  assert.equal(s.onResult(p0, ex.executeSync(p0)), []);
+  const p1 = s.schedule(ex.now);
+  assert.equal(p1.compute, [{ seq: 'a', phase: 'prefill', tokens: 36, cachedBefore: 64, emitsToken: true }]);
+  const e1 = s.onResult(p1, ex.executeSync(p1));
+  assert.equal(e1.map((e) => [e.seq, e.kind]), [['a', 'first-token']]);
+  close(e1[0].at, 0.074 + 0.046);
+  const p2 = s.schedule(ex.now);
+  assert.equal(p2.compute, [{ seq: 'a', phase: 'decode', tokens: 1, cachedBefore: 100, emitsToken: true }]);
+  assert.equal(p2.allocated, []);
+  assert.equal(s.onResult(p2, ex.executeSync(p2)).map((e) => e.kind), ['token']);
+  const p3 = s.schedule(ex.now);
+  assert.equal(s.onResult(p3, ex.executeSync(p3)).map((e) => e.kind), ['token', 'finished']);
+  assert.not.ok(s.hasWork());
+  assert.is(s.kv.device.numUsed, 0);
+});
+
+test('baseline: FCFS head-of-line, and preemption by recompute of the latest admitted', async () => {
+  // 24 blocks, watermark 1: two sequences of 4 layers fit up to 3 blocks each.
+  const s = createScheduler({ policy: 'baseline', cost: fakeCost(), deviceBlocks: 24, check: true });
+  const r = await simulate({ requests: [req('a', 32, 40), req('b', 32, 40)], scheduler: s, cost: fakeCost(), keepEvents: true });
+  const ev = r.events!;
+  const kinds = (id: string) => ev.filter((e) => e.seq === id).map((e) => e.kind);
+  assert.ok(kinds('b').includes('preempted'));
+  assert.not.ok(kinds('a').includes('preempted'));
+  assert.is(kinds('a').filter((k) => k === 'token' || k === 'first-token').length, 40);
+  assert.is(kinds('b').filter((k) => k === 'token' || k === 'first-token').length, 40);
+  // b's recompute prefill emits an ordinary token, not a second first token.
+  assert.is(kinds('b').filter((k) => k === 'first-token').length, 1);
+  assert.is(r.metrics.completed, 2);
+  assert.is(s.stats.preemptions, 1);
+  assert.is(s.kv.device.numUsed, 0);
+});
+
+test('interleavedKeep spreads kept layers and keeps the last one first', () => {
+  assert.equal(interleavedKeep(8, 2), [false, false, false, true, false, false, false, true]);
+  assert.equal(interleavedKeep(4, 4), [true, true, true, true]);
+  assert.equal(interleavedKeep(4, 0), [false, false, false, false]);
+  assert.equal(interleavedKeep(4, 1), [false, false, false, true]);
+});
+
+test('layerkv: admits a prefill with the layers the device has room for and offloads the rest after each layer', async () => {
+  // a takes 16 of 26 blocks (4 layers x 4); b finds 9 free (watermark 1): 2 layers fit.
+  // Slow h2d: streaming b's host layers would stretch a's decode, so b waits for promotion.
+  const cost = fakeCost({ h2d: 1e6 });
+  const s = createScheduler({ policy: 'layerkv', cost, deviceBlocks: 26, check: true });
+  const plans: StepPlan[] = [];
+  const r = await simulate({ requests: [req('a', 60, 2), req('b', 60, 2)], scheduler: s, cost, keepEvents: true, onStep: (p) => plans.push(p) });
+  const p0 = plans[0];
+  assert.equal(p0.compute.map((c) => [c.seq, c.tokens]), [['a', 60], ['b', 60]]);
+  const off = p0.transfers.filter((t) => t.kind === 'offload');
+  assert.equal(off.map((t) => [t.seq, t.channel, t.afterLayer, t.bytes]), [['b', 'd2h', 0, 60000], ['b', 'd2h', 2, 60000]]);
+  assert.equal(p0.allocated.filter((c) => c.seq === 'b').map((c) => c.tier), ['host', 'device', 'host', 'device']);
+  // Both first tokens come from step 0: b did not queue behind a.
+  const firsts = r.events!.filter((e) => e.kind === 'first-token');
+  assert.is(firsts.length, 2);
+  close(firsts[0].at, firsts[1].at);
+  // b's host layers come back ahead of their layer's compute once a's blocks are free.
+  const loads = plans.flatMap((p) => p.transfers).filter((t) => t.kind === 'load' && t.seq === 'b');
+  assert.equal(loads.map((t) => [t.channel, t.beforeLayer, t.moves?.[0].to]), [['h2d', 0, 'device'], ['h2d', 2, 'device']]);
+  assert.is(s.stats.preemptions, 0);
+  assert.is(s.kv.device.numUsed + s.kv.host.numUsed, 0);
+});
+
+test('baseline queues what layerkv admits', async () => {
+  const s = createScheduler({ policy: 'baseline', cost: fakeCost(), deviceBlocks: 26, check: true });
+  const r = await simulate({ requests: [req('a', 64, 2), req('b', 64, 2)], scheduler: s, cost: fakeCost(), keepEvents: true });
+  const firsts = r.events!.filter((e) => e.kind === 'first-token');
+  assert.ok(firsts[1].at > firsts[0].at + 0.01);
+});
+
+test('SLO-aware admission shrinks a new prefill chunk to keep decoding requests within TPOT', async () => {
+  const run = async (sloAware: boolean) => {
+    const s = createScheduler({ policy: 'layerkv', cost: fakeCost(), deviceBlocks: 1000, sloAware, minPrefillChunk: 16, check: true });
+    const plans: StepPlan[] = [];
+    await simulate({ requests: [req('d', 16, 20, { tpotSlo: 0.05 }), req('p', 1000, 1, { arrival: 0.03 })], scheduler: s, cost: fakeCost(), onStep: (p) => plans.push(p) });
+    return plans.flatMap((p) => p.compute).find((c) => c.seq === 'p')!.tokens;
+  };
+  // d's first token at 26 ms, its second at 37 ms; p is admitted at 37 ms, when d may take
+  // its third token by 26 + 2 * 50 ms: 10 ms + 1 ms per token (p's chunk and d's decode)
+  // must stay under 89 ms, so the chunk is at most 78 tokens (to block granularity).
+  const chunk = await run(true);
+  assert.ok(chunk >= 62 && chunk <= 78, `chunk ${chunk}`);
+  assert.is(await run(false), 1000);
+});
+
+test('cake load-only: prefix chunks load on the storage channel, then the suffix is computed', async () => {
+  const prefix = { chunkTokens: 256, chunkHashes: ['h0', 'h1', 'h2'], storedChunks: 3 };
+  const s = createScheduler({ policy: 'load-only', cost: fakeCost(), deviceBlocks: 1000, check: true });
+  const plans: StepPlan[] = [];
+  const r = await simulate({ requests: [req('c', 1024, 2, { prefix })], scheduler: s, cost: fakeCost(), executorOptions: { storageBandwidth: 1e8, storageLatency: 0 }, keepEvents: true, onStep: (p) => plans.push(p) });
+  const loads = plans.flatMap((p) => p.transfers);
+  assert.equal(loads.map((t) => [t.kind, t.channel, t.chunk, t.bytes, t.layers.length]), [2, 1, 0].map((c) => ['prefix-load', 'storage', c, 256 * 4 * 1000, 4]));
+  const computes = plans.flatMap((p) => p.compute).filter((c) => c.phase === 'prefill');
+  assert.equal(computes, [{ seq: 'c', phase: 'prefill', tokens: 256, cachedBefore: 768, emitsToken: true }]);
+  assert.is(s.stats.loadedTokens, 768);
+  assert.is(r.metrics.completed, 1);
+});
+
+test('cake: prefix compute gets only the budget left after decodes and ordinary prefills', async () => {
+  const prefix = { chunkTokens: 256, chunkHashes: ['h0', 'h1', 'h2'], storedChunks: 3 };
+  const s = createScheduler({ policy: 'cake', cost: fakeCost(), deviceBlocks: 1000, maxBatchedTokens: 300, storageBandwidth: 2e6, check: true });
+  const plans: StepPlan[] = [];
+  await simulate({ requests: [req('o', 200, 2), req('c', 1024, 2, { prefix })], scheduler: s, cost: fakeCost(), executorOptions: { storageBandwidth: 2e6 }, onStep: (p) => plans.push(p) });
+  assert.equal(plans[0].compute.map((c) => [c.seq, c.tokens, c.cachedBefore]), [['o', 200, 0], ['c', 100, 0]]);
+  assert.ok(plans[0].transfers.some((t) => t.kind === 'prefix-load' && t.seq === 'c'));
+  for (const p of plans) assert.ok(p.compute.reduce((a, c) => a + c.tokens, 0) <= 300);
+  assert.is(s.kv.device.numUsed, 0);
+});
+
+test('compute-only recomputes the stored prefix', async () => {
+  const prefix = { chunkTokens: 256, chunkHashes: ['h0', 'h1'], storedChunks: 2 };
+  const s = createScheduler({ policy: 'compute-only', cost: fakeCost(), deviceBlocks: 1000 });
+  const plans: StepPlan[] = [];
+  await simulate({ requests: [req('c', 600, 1, { prefix })], scheduler: s, cost: fakeCost(), onStep: (p) => plans.push(p) });
+  assert.equal(plans.flatMap((p) => p.transfers), []);
+  assert.is(plans.flatMap((p) => p.compute).reduce((a, c) => a + c.tokens, 0), 600);
+});
+
+test('a request longer than the device pool is rejected with a reason, not a hang', async () => {
+  const s = createScheduler({ policy: 'baseline', cost: fakeCost(), deviceBlocks: 40 });
+  const r = await simulate({ requests: [req('big', 500, 10), req('ok', 20, 2), req('bad', 0, 2)], scheduler: s, cost: fakeCost() });
+  assert.equal(r.rejected.map((x) => x.seq), ['big', 'bad']);
+  assert.match(r.rejected[0].reason, /promptLen \+ maxNewTokens = 510 exceeds the 144 tokens/);
+  assert.match(r.rejected[1].reason, /promptLen must be an integer >= 1/);
+  assert.is(r.metrics.completed, 1);
+});
+
+test('bad configs throw naming the field', () => {
+  assert.throws(() => createScheduler({ policy: 'nope' as never, cost: fakeCost() }), /policy must be one of/);
+  assert.throws(() => createScheduler({ policy: 'baseline', cost: fakeCost(), blockSize: 0 }), /blockSize/);
+  assert.throws(() => createScheduler({ policy: 'baseline', cost: fakeCost(), watermark: 2 }), /watermark/);
+  assert.throws(() => new SchedulerCore({} as never), /config.cost/);
+  const s = createScheduler({ policy: 'cake', cost: fakeCost(), deviceBlocks: 1000 });
+  s.add(req('p', 100, 1, { prefix: { chunkTokens: 10, chunkHashes: ['x'], storedChunks: 1 } }), 0);
+  const ev = s.onResult(s.schedule(0), { start: 0, end: 0, transfersDone: [] });
+  assert.match(ev[0].reason!, /chunkTokens must be a positive multiple of blockSize 16/);
+});
+
+test('simulate reports a stalled scheduler instead of spinning', async () => {
+  const stuck = {
+    name: 'stuck',
+    add() {},
+    schedule: (): StepPlan => ({ step: 0, compute: [], transfers: [], allocated: [], freed: [], preempted: [] }),
+    onResult: () => [],
+    hasWork: () => true,
+  };
+  await simulate({ requests: [req('a', 10, 1)], scheduler: stuck, cost: fakeCost() }).then(
+    () => assert.unreachable('should stall'),
+    (e: Error) => assert.match(e.message, /stuck stalled at t = 0.000 s/),
+  );
+});
+
+test.run();
