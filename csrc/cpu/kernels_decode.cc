@@ -1,40 +1,150 @@
+// Paged decode attention. One task owns (sequence, KV head, context split): it keeps all
+// query heads of the GQA group in fp32 and streams that KV head's rows once, window by
+// window, scoring every query head against each K row while it is in cache and folding V
+// rows into per-head accumulators with an online (running max / running sum) softmax.
+// Long contexts with few sequences are split so every core has work; the splits' partial
+// results are merged with the log-sum-exp rule afterwards.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "cpu/dtype_cvt.h"
+#include "common/error.h"
 #include "cpu/kernels.h"
+#include "cpu/attention_window.h"
 
 namespace kvcake::cpu {
 
-void decodeAttention(const DecodeArgs& a, ThreadPool& pool) {
+namespace {
+
+// Context positions per split below which splitting costs more than it gains.
+constexpr int64_t kMinSplitTokens = 512;
+
+struct Item {
+  int32_t seq;
+  int64_t begin, end;  // cache positions [begin, end)
+  int64_t partial;     // partial-result slot, -1 when the sequence is not split
+};
+
+template <DType T>
+void decodeTask(const DecodeArgs& a, const Item& it, int kvh, float* partAcc, float* partML) {
   const KVLayout& L = a.layout;
-  const int D = L.headDim;
-  const int group = a.numHeads / L.numKvHeads;
-  pool.parallelFor(int64_t(a.batch) * a.numHeads, [&](int64_t task) {
-    const int64_t b = task / a.numHeads;
-    const int h = int(task % a.numHeads);
-    const int kvh = h / group;
-    const int64_t qOff = (b * a.numHeads + h) * D;
-    const int64_t n = a.contextLens[b];
-    std::vector<float> q(D), acc(D, 0.f);
-    for (int d = 0; d < D; ++d) q[d] = loadElem(a.q, qOff + d, L.dtype);
-    float m = -INFINITY, l = 0.f;
-    for (int64_t p = 0; p < n; ++p) {
-      const int64_t block = a.blockTables[b * a.tableStride + p / L.blockSize];
-      const int tok = int(p % L.blockSize);
-      const int64_t ko = L.offset(block, 0, kvh, tok), vo = L.offset(block, 1, kvh, tok);
-      float s = 0.f;
-      for (int d = 0; d < D; ++d) s += q[d] * loadElem(a.pool, ko + d, L.dtype);
-      s *= a.scale;
-      const float mNew = std::max(m, s);
-      const float corr = std::exp(m - mNew), w = std::exp(s - mNew);
-      l = l * corr + w;
-      for (int d = 0; d < D; ++d) acc[d] = acc[d] * corr + w * loadElem(a.pool, vo + d, L.dtype);
-      m = mNew;
+  const int D = L.headDim, G = a.numHeads / L.numKvHeads;
+  const auto* pool = static_cast<const Elem<T>*>(a.pool);
+  Work& w = work();
+  w.prepare(G, D);
+  const int64_t qOff = (int64_t(it.seq) * a.numHeads + int64_t(kvh) * G) * D;
+  const float qScale = a.scale * kLog2e;
+  for (int64_t i = 0; i < int64_t(G) * D; i += 8)
+    _mm256_storeu_ps(w.q.data() + i, _mm256_mul_ps(_mm256_set1_ps(qScale), load8<T>(a.q, qOff + i)));
+  const int32_t* table = a.blockTables + int64_t(it.seq) * a.tableStride;
+
+  Segment segs[kMaxSegments], next[kMaxSegments];
+  int nseg = gatherWindow(L, table, kvh, it.begin, it.end, segs);
+  for (int64_t c = it.begin; c < it.end;) {
+    const int n = windowRows(segs, nseg);
+    const int nnext = gatherWindow(L, table, kvh, c + n, it.end, next);
+    prefetchWindow(a.pool, next, nnext, D, sizeof(Elem<T>));
+    for (int g0 = 0; g0 < G; g0 += 8) {
+      const int gh = std::min(8, G - g0);
+      for (int i = 0; i < nseg; ++i)
+        scoreRows<T>(w.q.data() + int64_t(g0) * D, gh, D, pool + segs[i].k, segs[i].rows,
+                     w.s.data() + int64_t(g0) * kWindow + segs[i].first);
     }
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    for (int d = 0; d < D; ++d) storeElem(a.out, qOff + d, L.dtype, acc[d] * inv);
+    softmaxUpdate(w, G, D, n);
+    for (int i = 0; i < nseg; ++i)
+      convertRows<T>(pool + segs[i].v, segs[i].rows, D, w.vf.data() + int64_t(segs[i].first) * D);
+    accumulateWindow(w, G, D, n);
+    std::copy(next, next + nnext, segs);
+    nseg = nnext;
+    c += n;
+  }
+  if (it.partial < 0) {
+    for (int g = 0; g < G; ++g) {
+      const __m256 inv = _mm256_set1_ps(w.l[g] > 0.f ? 1.f / w.l[g] : 0.f);
+      for (int d = 0; d < D; d += 8)
+        store8<T>(a.out, qOff + int64_t(g) * D + d, _mm256_mul_ps(inv, _mm256_loadu_ps(w.acc.data() + int64_t(g) * D + d)));
+    }
+  } else {
+    const int64_t slot = it.partial * a.numHeads + int64_t(kvh) * G;
+    std::copy(w.acc.begin(), w.acc.begin() + int64_t(G) * D, partAcc + slot * D);
+    for (int g = 0; g < G; ++g) partML[(slot + g) * 2] = w.m[g], partML[(slot + g) * 2 + 1] = w.l[g];
+  }
+}
+
+// One (sequence, query head) of a split sequence: out = sum_i 2^(m_i - M) acc_i / l with
+// l = sum_i 2^(m_i - M) l_i (scores are in the log2 domain).
+template <DType T>
+void mergeSplits(const DecodeArgs& a, int seq, int64_t firstPartial, int nsplit, int h,
+                 const float* partAcc, const float* partML) {
+  const int D = a.layout.headDim;
+  float M = -INFINITY;
+  for (int i = 0; i < nsplit; ++i) M = std::max(M, partML[((firstPartial + i) * a.numHeads + h) * 2]);
+  float l = 0.f;
+  __m256 out[Limits::kMaxHeadDim / 8];
+  for (int d = 0; d < D / 8; ++d) out[d] = _mm256_setzero_ps();
+  for (int i = 0; i < nsplit; ++i) {
+    const int64_t slot = (firstPartial + i) * a.numHeads + h;
+    if (!(partML[slot * 2 + 1] > 0.f)) continue;
+    const float wgt = exp2Scalar(partML[slot * 2] - M);
+    l += wgt * partML[slot * 2 + 1];
+    const __m256 wv = _mm256_set1_ps(wgt);
+    for (int d = 0; d < D / 8; ++d) out[d] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(partAcc + slot * D + d * 8), out[d]);
+  }
+  const __m256 inv = _mm256_set1_ps(l > 0.f ? 1.f / l : 0.f);
+  const int64_t o = (int64_t(seq) * a.numHeads + h) * D;
+  for (int d = 0; d < D / 8; ++d) store8<T>(a.out, o + d * 8, _mm256_mul_ps(inv, out[d]));
+}
+
+template <DType T>
+void decodeTyped(const DecodeArgs& a, ThreadPool& pool) {
+  const KVLayout& L = a.layout;
+  int64_t total = 0;
+  for (int b = 0; b < a.batch; ++b) total += a.contextLens[b];
+  // Aim for several tasks per thread so uneven sequence lengths still balance; splits are
+  // whole blocks so a split never starts mid-block.
+  const int64_t targetTasks = int64_t(pool.size()) * 4;
+  int64_t splitTokens = std::max<int64_t>(kMinSplitTokens, (total * L.numKvHeads + targetTasks - 1) / targetTasks);
+  splitTokens = (splitTokens + L.blockSize - 1) / L.blockSize * L.blockSize;
+
+  std::vector<Item> items;
+  items.reserve(size_t(a.batch));
+  struct SplitSeq { int32_t seq, nsplit; int64_t firstPartial; };
+  std::vector<SplitSeq> splitSeqs;
+  int64_t partials = 0;
+  for (int b = 0; b < a.batch; ++b) {
+    const int64_t n = a.contextLens[b];
+    const int64_t ns = std::max<int64_t>(1, (n + splitTokens - 1) / splitTokens);
+    if (ns == 1) {
+      items.push_back(Item{b, 0, n, -1});
+      continue;
+    }
+    splitSeqs.push_back(SplitSeq{b, int32_t(ns), partials});
+    for (int64_t i = 0; i < ns; ++i)
+      items.push_back(Item{b, i * splitTokens, std::min(n, (i + 1) * splitTokens), partials++});
+  }
+  std::vector<float> partAcc(size_t(partials) * a.numHeads * L.headDim), partML(size_t(partials) * a.numHeads * 2);
+  const int64_t kvHeads = L.numKvHeads;
+  pool.parallelFor(int64_t(items.size()) * kvHeads, [&](int64_t t) {
+    decodeTask<T>(a, items[size_t(t / kvHeads)], int(t % kvHeads), partAcc.data(), partML.data());
   });
+  if (splitSeqs.empty()) return;
+  pool.parallelFor(int64_t(splitSeqs.size()), [&](int64_t i) {
+    const SplitSeq& s = splitSeqs[size_t(i)];
+    for (int h = 0; h < a.numHeads; ++h)
+      mergeSplits<T>(a, s.seq, s.firstPartial, s.nsplit, h, partAcc.data(), partML.data());
+  });
+}
+
+}  // namespace
+
+void decodeAttention(const DecodeArgs& a, ThreadPool& pool) {
+  if (a.layout.headDim % 8 != 0 || a.layout.headDim > Limits::kMaxHeadDim)
+    throwArg("decodeAttention: headDim must be a multiple of 8 and at most 256");
+  switch (a.layout.dtype) {
+    case DType::F32: return decodeTyped<DType::F32>(a, pool);
+    case DType::F16: return decodeTyped<DType::F16>(a, pool);
+    default: return decodeTyped<DType::BF16>(a, pool);
+  }
 }
 
 }  // namespace kvcake::cpu

@@ -185,9 +185,11 @@ struct Tol {
 };
 Tol tolFor(DType t) {
   switch (t) {
-    case DType::F32: return {3e-5, 1e-4};
-    case DType::F16: return {1.5e-3, 2e-3};
-    default: return {1e-2, 1e-2};
+    // Inputs are the same dtype values on both sides, so the only differences are fp32
+    // accumulation (absolute, grows slowly with context) and the output's final rounding.
+    case DType::F32: return {2e-5, 1e-4};
+    case DType::F16: return {2e-5, 1.1e-3};
+    default: return {2e-5, 8e-3};
   }
 }
 
@@ -606,9 +608,9 @@ int main(int argc, char** argv) {
   if (checks) runChecks(seed, iters, longCtx, tp);
   if (bench) {
     benchDecode(tp, full);
-    benchPrefill(tp, full);
-    benchCopy(tp, full);
-    benchAppend(tp);
+    if (!std::getenv("KC_DECODE_ONLY")) benchPrefill(tp, full);
+    if (!std::getenv("KC_DECODE_ONLY")) benchCopy(tp, full);
+    if (!std::getenv("KC_DECODE_ONLY")) benchAppend(tp);
   }
   return g_failures ? 1 : 0;
 }

@@ -1,0 +1,58 @@
+// Walking a sequence's cache positions through its block table. A window of positions is
+// cut into segments, each a contiguous run of one KV head's rows inside one block (the
+// KVLayout keeps a head's rows of a block contiguous), so kernels stream plain arrays.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "common/types.h"
+
+namespace kvcake::cpu {
+
+// Rows handled per online-softmax step: scores for the whole window are finished before
+// any V row is read, so the running max is rescaled once per window, not once per row.
+constexpr int kWindow = 64;
+constexpr int kMaxSegments = kWindow / Limits::kMinBlockSize + 1;
+
+struct Segment {
+  int64_t k, v;  // element offsets of the first row of K and of V
+  int rows;
+  int first;     // row index of the segment inside the window
+};
+
+// Segments covering positions [begin, min(end, begin + kWindow)); returns their count.
+inline int gatherWindow(const KVLayout& L, const int32_t* table, int kvHead, int64_t begin,
+                        int64_t end, Segment* out) {
+  int n = 0, rows = 0;
+  const int64_t stop = begin + kWindow < end ? begin + kWindow : end;
+  for (int64_t p = begin; p < stop;) {
+    const int64_t block = table[p / L.blockSize];
+    const int tok = int(p % L.blockSize);
+    const int64_t left = stop - p;
+    const int r = int(L.blockSize - tok < left ? L.blockSize - tok : left);
+    out[n++] = Segment{L.offset(block, 0, kvHead, tok), L.offset(block, 1, kvHead, tok), r, rows};
+    rows += r;
+    p += r;
+  }
+  return n;
+}
+
+inline int windowRows(const Segment* s, int n) { return n ? s[n - 1].first + s[n - 1].rows : 0; }
+
+// Touches the window's K and V lines so the block-table jump to a new block does not stall
+// the stream (hardware prefetchers stop at block, usually page, boundaries).
+inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDim, size_t elemBytes) {
+  const char* base = static_cast<const char*>(pool);
+  for (int i = 0; i < n; ++i) {
+    const int64_t bytes = int64_t(s[i].rows) * headDim * int64_t(elemBytes);
+    const char* k = base + s[i].k * int64_t(elemBytes);
+    const char* v = base + s[i].v * int64_t(elemBytes);
+    for (int64_t o = 0; o < bytes; o += 64) {
+      _mm_prefetch(k + o, _MM_HINT_T0);
+      _mm_prefetch(v + o, _MM_HINT_T0);
+    }
+  }
+}
+
+}  // namespace kvcake::cpu
