@@ -22,6 +22,9 @@ namespace kvcake {
 namespace cuda {
 
 constexpr int kDecodeThreads = 128;
+// Block ids of a partition are staged in shared memory when they fit, so the K/V loads of a
+// pass do not wait behind a dependent global load of the block table.
+constexpr int kDecodeTableCache = 256;
 
 constexpr int nextPow2Cap32(int c) { return c > 16 ? 32 : c > 8 ? 16 : c > 4 ? 8 : c > 2 ? 4 : c > 1 ? 2 : 1; }
 
@@ -37,7 +40,7 @@ struct DecodeTraits {
 };
 
 template <typename T, int D, int GQ>
-__global__ void __launch_bounds__(kDecodeThreads) decodeKernel(DecodeArgs a, int32_t partitions, int32_t partKeys,
+__global__ void __launch_bounds__(kDecodeThreads, GQ >= 8 ? 2 : 4) decodeKernel(DecodeArgs a, int32_t partitions, int32_t partKeys,
                                                                int32_t headChunks, float* __restrict__ wsO,
                                                                float* __restrict__ wsLse) {
   using Tr = DecodeTraits<T, D, GQ>;
@@ -45,6 +48,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(DecodeArgs a, int
   __shared__ float smM[S][GQ];
   __shared__ float smL[S][GQ];
   __shared__ float smO[GQ][D];
+  __shared__ int32_t smTable[kDecodeTableCache];
 
   const int32_t row = int32_t(blockIdx.x / partitions);
   const int32_t part = int32_t(blockIdx.x - int64_t(row) * partitions);
@@ -99,6 +103,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(DecodeArgs a, int
   const T* pool = static_cast<const T*>(a.pool);
   const int32_t bs = a.layout.blockSize;
   const int64_t kvStride = a.layout.kvStride();
+  const int32_t biBase = kBegin / bs;
+  const int32_t biCount = kEnd > kBegin ? (kEnd - 1) / bs - biBase + 1 : 0;
+  const bool tableCached = biCount <= kDecodeTableCache;
+  if (tableCached)
+    for (int i = tid; i < biCount; i += kDecodeThreads) smTable[i] = table[biBase + i];
+  __syncthreads();
 
   for (int32_t base = kBegin; base < kEnd; base += S * KPT) {
     uint4 kr[KPT][CPT], vr[KPT][CPT];
@@ -110,7 +120,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(DecodeArgs a, int
       const T* kp = pool;
       if (valid[k]) {
         const int32_t bi = key / bs;
-        kp = pool + a.layout.offset(table[bi], 0, kvh, key - bi * bs);
+        const int32_t block = tableCached ? smTable[bi - biBase] : table[bi];
+        kp = pool + a.layout.offset(block, 0, kvh, key - bi * bs);
       }
 #pragma unroll
       for (int c = 0; c < CPT; ++c) {
