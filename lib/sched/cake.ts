@@ -27,6 +27,13 @@
 // What re-solving cannot undo is a load already issued: estimates that overstate compute
 // commit loads the front would have beaten, and the front then waits for them.
 //
+// Several prefix requests at once. Each tracker plans its own request; by default it assumes
+// the store and the GPU's leftover budget are its alone. With several Cake requests that is
+// wrong twice over: the store serves everyone's loads in issue order, and fronts behind
+// another prefill get no budget until it is done. A scheduler that knows both passes
+// estimates.storageFreeAt and estimates.computeFreeAt, and the planner starts its loads and
+// its front there.
+//
 // The front reaching a chunk that is in flight. The front never computes a chunk whose load
 // was issued: the load cannot be revoked (plans have no cancel), so computing it would spend
 // GPU time on KV that is already on its way, and the suffix must wait for every in-flight load
@@ -52,6 +59,10 @@ export interface CakeEstimates {
    *  in order, so this request's new loads start no earlier; without it the tracker assumes
    *  the channel carries only its own loads. */
   storageFreeAt?(): number;
+  /** When this request's front can expect the GPU's leftover budget (absolute seconds, same
+   *  clock as `now`): after the prefills served before it. Without it the tracker assumes its
+   *  front computes from now on. */
+  computeFreeAt?(): number;
 }
 
 export interface CakeTrackerOptions {
@@ -353,6 +364,7 @@ export class CakeTracker {
     if (this.est === undefined || first >= this.low) return first;
     const t = now ?? 0;
     const slow = this.slowdown;
+    const computeFrom = Math.max(t, this.computeFree(now));
     // When this request's issued loads have landed, and when new ones could start.
     const landed = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
     const newFrom = Math.max(landed, this.storageFree(now));
@@ -372,10 +384,10 @@ export class CakeTracker {
       // budget of several chunks per step pays the per-step cost once for all of them. The
       // range includes this step's planned compute and the rest of a started chunk, which
       // are owed whatever the split.
-      const frontAt = t + (k * C > this.front ? slow * this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : 0);
+      const frontAt = k * C > this.front ? computeFrom + slow * this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : t;
       const cost =
         k === S && this.low === S
-          ? t + slow * this.estimate('compute', this.est.compute(this.front, P - this.front))
+          ? computeFrom + slow * this.estimate('compute', this.est.compute(this.front, P - this.front))
           : Math.max(frontAt, k < this.low ? newFrom + loadRest : landed) + suffix;
       // Ties go to loading: compute is what other requests contend for.
       if (cost < bestCost - 1e-12) {
@@ -407,6 +419,13 @@ export class CakeTracker {
   private storageFree(now?: number): number {
     if (now === undefined || this.est?.storageFreeAt === undefined) return -Infinity;
     const v = this.est.storageFreeAt();
+    return Number.isFinite(v) ? v : -Infinity;
+  }
+
+  /** When the caller expects this front to get compute, when it says so and the clock is known. */
+  private computeFree(now?: number): number {
+    if (now === undefined || this.est?.computeFreeAt === undefined) return -Infinity;
+    const v = this.est.computeFreeAt();
     return Number.isFinite(v) ? v : -Infinity;
   }
 

@@ -307,6 +307,23 @@ test('with estimates: a store busy with other requests\' loads shifts the split 
   assert.equal(busy.nextCompute(800, 0), { start: 0, tokens: 500 });
 });
 
+test('with estimates: a front queued behind other prefills shifts the split toward loading', () => {
+  // Balanced alone (10 ms per chunk either way: half computed, half loaded); with the GPU's
+  // leftover budget expected only from 100 ms on, loading all 8 chunks (80 ms) wins.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const compute = (_s: number, n: number) => n * 1e-4;
+  const alone = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01 } });
+  const queued = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01, computeFreeAt: () => 0.1 } });
+  const drain = (t: CakeTracker) => {
+    const loads: number[] = [];
+    for (let c = t.nextLoad(0); c >= 0; c = t.nextLoad(0)) loads.push(c);
+    return loads;
+  };
+  assert.equal(drain(alone), [7, 6, 5, 4]);
+  assert.equal(drain(queued), [7, 6, 5, 4, 3, 2, 1, 0]);
+  assert.is(queued.nextCompute(800, 0), null);
+});
+
 test('bad options and out-of-protocol calls give clear errors', () => {
   const ok = { promptLen: 1000, chunkTokens: 100, storedChunks: 5, mode: 'cake' as const };
   assert.throws(() => new CakeTracker({ ...ok, promptLen: 0 }), /promptLen must be an integer >= 1, got 0/);
