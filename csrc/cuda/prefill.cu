@@ -1,6 +1,7 @@
 // Paged prefill / extend attention on tensor cores (fp16, bf16), flash-attention style.
 //
 // One CTA = 64 query rows of one sequence's chunk x one query head; 4 warps, 16 rows each.
+// Tiles are listed longest causal span first (the host sorts them), so the grid's tail is short work.
 // K/V tiles of BN keys are gathered from the paged pool through the block table with
 // cp.async into a double buffer (tile j+1 streams in while tile j is computed). S = Q K^T
 // and O += P V run on mma.sync m16n8k16 with fp32 accumulation; the S accumulator layout
@@ -97,8 +98,10 @@ __global__ void __launch_bounds__(kThreads) prefillKernel(PrefillArgs a) {
   T* Ks = Qs + BM * LD;       // [2][BN][LD]
   T* Vs = Ks + 2 * BN * LD;   // [2][BN][LD]
 
-  const PrefillTile tile = a.tiles[blockIdx.x];
-  const int32_t h = blockIdx.y;
+  // Heads of one tile are adjacent in the grid, so the query heads of a GQA group run
+  // together and share each K/V tile through L2.
+  const PrefillTile tile = a.tiles[blockIdx.x / a.numHeads];
+  const int32_t h = blockIdx.x % a.numHeads;
   const int32_t kvh = h / (a.numHeads / a.layout.numKvHeads);
   const int32_t qStart = a.qStartLoc[tile.seq];
   const int32_t qLen = a.qStartLoc[tile.seq + 1] - qStart;
@@ -273,8 +276,14 @@ void launchT(const PrefillArgs& a, cudaStream_t stream) {
   // Above 48 KiB dynamic shared memory must be opted into (per kernel); errors surface
   // through cudaGetLastError at the caller like any launch error.
   cudaFuncSetAttribute(prefillKernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  dim3 grid(unsigned(a.numTiles), unsigned(a.numHeads));
-  prefillKernel<T, D><<<grid, kThreads, smem, stream>>>(a);
+  // gridDim.x < 2^31: launch very large batches in slices of the tile list.
+  const int32_t perLaunch = int32_t(((int64_t(1) << 31) - 1) / a.numHeads);
+  for (int32_t first = 0; first < a.numTiles; first += perLaunch) {
+    PrefillArgs slice = a;
+    slice.tiles = a.tiles + first;
+    slice.numTiles = a.numTiles - first < perLaunch ? a.numTiles - first : perLaunch;
+    prefillKernel<T, D><<<unsigned(int64_t(slice.numTiles) * a.numHeads), kThreads, smem, stream>>>(slice);
+  }
 }
 
 template <typename T>
