@@ -3,10 +3,12 @@
 //
 // Which binary loads, first match wins:
 //   1. KVCAKE_ADDON=/path/to/kvcake.node
-//   2. build-cuda/Release/kvcake.node (the CUDA-capable build of `npm run build:cuda`)
+//   2. build-cuda/Release/kvcake.node (the CUDA-capable build of `npm run build:cuda`),
+//      unless build/Release/kvcake.node is newer: after editing C++ and running
+//      `npm run build:native`, a stale CUDA build must not shadow the fresh one
 //   3. node-gyp-build from the package root: build/Release (npm install, build:native),
 //      then prebuilds/<platform>-<arch>/ (npm run prebuild)
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,7 +117,9 @@ function load(): { addon: NativeAddon; path: string } {
     }
   }
   const cudaBuild = path.join(root, 'build-cuda', 'Release', 'kvcake.node');
-  if (existsSync(cudaBuild)) {
+  const gypBuild = path.join(root, 'build', 'Release', 'kvcake.node');
+  const newer = (a: string, b: string) => !existsSync(b) || statSync(a).mtimeMs >= statSync(b).mtimeMs;
+  if (existsSync(cudaBuild) && newer(cudaBuild, gypBuild)) {
     try {
       return { addon: require(cudaBuild) as NativeAddon, path: cudaBuild };
     } catch (err) {
@@ -126,9 +130,9 @@ function load(): { addon: NativeAddon; path: string } {
     }
   }
   try {
-    const gypBuild = require('node-gyp-build') as { (dir: string): NativeAddon; resolve?: (dir: string) => string };
-    const addon = gypBuild(root);
-    return { addon, path: gypBuild.resolve ? gypBuild.resolve(root) : 'node-gyp-build' };
+    const load = require('node-gyp-build') as { (dir: string): NativeAddon; resolve?: (dir: string) => string };
+    const addon = load(root);
+    return { addon, path: load.resolve ? load.resolve(root) : 'node-gyp-build' };
   } catch (err) {
     throw new Error(
       'kvcake: the native addon is not built for this platform. Run `npm run build:native` in the kvcake package ' +
