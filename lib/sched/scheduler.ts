@@ -123,6 +123,17 @@ export class SchedulerCore implements Scheduler {
   private orderNo = 0;
   private lastAdmitKey = -Infinity;
   private readonly layerBytesPerToken: number;
+  /** Measured duration of recent steps that carried decodes (EWMA), for predicting how
+   *  long a request with host layers waits for promotion. */
+  private decodeStepEwma = 0;
+  /** h2d seconds planned so far in the step being built (promotions and streamed loads
+   *  share PCIe, so each hiding check must count the others). */
+  private h2dPlanned = 0;
+  /** Device blocks the running sequences with host layers need to be promoted; admissions
+   *  leave them free, so new prefills cannot starve decodes of their device blocks. */
+  private promotionDemand = 0;
+  /** Lazily built per step: when device blocks free up (see promotionWait). */
+  private freeTimeline: { at: Float64Array; cum: Float64Array } | null = null;
 
   constructor(cfg: SchedulerConfig) {
     if (!cfg || typeof cfg !== 'object' || !cfg.cost) throw new TypeError('SchedulerCore: config.cost (a CostModel) is required');
@@ -218,18 +229,23 @@ export class SchedulerCore implements Scheduler {
 
     // 1. Decodes first. Iterate over a copy: preemption removes from `running`.
     let streaming: Seq[] | null = null;
+    this.h2dPlanned = 0;
+    this.freeTimeline = null;
     for (const s of [...this.running]) {
       if (budget === 0) break;
       if (s.status !== 'running' || !this.isDecoding(s) || s.hold!.inflight > 0) continue;
-      if (s.hostLayers.length > 0 && !this.promote(s, plan)) {
-        (streaming ??= []).push(s);
-        continue;
+      if (s.hostLayers.length > 0) {
+        const p = this.promote(s, plan);
+        if (p === 'no') (streaming ??= []).push(s);
+        if (p !== 'decode') continue;
       }
       if (!this.growForDecode(s, plan)) continue;
       plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
       budget--;
     }
     if (streaming) budget = this.streamDecodes(streaming, plan, budget);
+    this.promotionDemand = 0;
+    for (const s of this.running) if (s.hostLayers.length > 0) this.promotionDemand += this.kv.blocksFor(s.target + 1) * s.hostLayers.length;
 
     // The TPOT-safe step time for SLO-aware chunking: decodes are in, prefills must fit.
     const limit = this.sloAware ? this.stepLimit(now) : Infinity;
@@ -289,19 +305,24 @@ export class SchedulerCore implements Scheduler {
         first = this.sizeChunk(plan.compute, 0, Math.min(s.target, budget), limit, this.running.every((r) => r.cake || this.isDecoding(r)));
         if (first === 0) break;
       }
+      // Blocks promised to running sequences waiting for promotion are not free to admit.
+      const devFree = Math.max(0, this.kv.device.numFree - this.kv.device.watermarkBlocks - this.promotionDemand);
       const tiers = usesCake
-        ? blocksPerLayer * this.numLayers <= this.kv.device.numFree - this.kv.device.watermarkBlocks
+        ? blocksPerLayer * this.numLayers <= devFree
           ? new Array<TierName>(this.numLayers).fill('device')
           : null
         : this.memory.layout({
             tokens: s.target,
             blocksPerLayer,
-            deviceFree: Math.max(0, this.kv.device.numFree - this.kv.device.watermarkBlocks),
+            deviceFree: devFree,
             hostFree: this.kv.host.numFree,
             numLayers: this.numLayers,
             chunkTokens: this.maxBatchedTokens,
           });
       if (!tiers) break;
+      let hostCount = 0;
+      for (let l = 0; l < this.numLayers; l++) if (tiers[l] === 'host') hostCount++;
+      if (this.sloAware && hostCount > 0 && !this.hostAdmissionKeepsTpot(s, blocksPerLayer, hostCount)) break;
       const kv = this.kv.create(s.id, tiers);
       if (!this.kv.grow(kv, s.target, true)) {
         this.kv.free(s.id);
@@ -311,6 +332,7 @@ export class SchedulerCore implements Scheduler {
       s.hold = { kv, inflight: 0, dropped: false };
       s.hostLayers = [];
       for (let l = 0; l < this.numLayers; l++) if (tiers[l] === 'host') s.hostLayers.push(l);
+      if (hostCount > 0) this.promotionDemand += this.kv.blocksFor(s.target + 1) * hostCount;
       s.status = 'running';
       s.computed = 0;
       s.admittedOnce = true;
@@ -324,6 +346,73 @@ export class SchedulerCore implements Scheduler {
       }
     }
     if (admitted > 0) this.waiting.splice(0, admitted);
+  }
+
+  /**
+   * LayerKV's SLO-aware admission for a prefill that leaves layers on the host. Its first
+   * token comes at the end of its prefill, but it decodes only once those layers are back on
+   * the device (streaming them every step does not hide behind a decode step at long
+   * contexts: 8K tokens x 16 host layers is 2 GiB, ~86 ms of PCIe Gen4 per step against a
+   * ~60 ms step). Its TPOT is (wait for promotion + (n - 1) steps) / (n - 1), so it keeps
+   * its TPOT SLO when the wait is at most (SLO - step) x (n - 1). The wait is the
+   * promotion's PCIe time plus the time until enough
+   * device blocks have freed for every earlier promotion and its own, assuming the fully
+   * device-resident decoding sequences finish after their remaining tokens at the measured
+   * step time (max tokens: an upper bound, so the estimate errs towards waiting), minus its
+   * own prefill time. Requests without a TPOT SLO are admitted as before.
+   */
+  private hostAdmissionKeepsTpot(s: Seq, blocksPerLayer: number, hostCount: number): boolean {
+    const slo = s.req.tpotSlo;
+    const n = s.req.maxNewTokens - s.generated;
+    if (slo === undefined || n <= 1) return true;
+    const step = this.stepEstimate(s);
+    if (step >= slo) return false;
+    const keptBlocks = blocksPerLayer * (this.numLayers - hostCount);
+    const avail = this.kv.device.numFree - this.kv.device.watermarkBlocks - this.promotionDemand - keptBlocks;
+    const need = this.kv.blocksFor(s.target + 1) * hostCount;
+    // The promotion's own PCIe time comes on top of the wait for blocks.
+    const load = this.cost.transferTime(s.target * this.layerBytesPerToken * hostCount, this.cost.gpu.h2dBandwidth);
+    const wait = this.promotionWait(need - avail, step) + load;
+    const prefill = this.memory instanceof LayerKvMemory ? this.memory.prefillTime(s.target, this.maxBatchedTokens) : 0;
+    return wait - prefill <= (slo - step) * (n - 1);
+  }
+
+  /** Step time for a decode: the measured recent steps, or before any, the cost model's. */
+  private stepEstimate(s: Seq): number {
+    if (this.decodeStepEwma > 0) return this.decodeStepEwma;
+    return this.cost.stepTime([{ phase: 'decode', tokens: 1, cachedBefore: s.target }]);
+  }
+
+  /** Seconds until `deficit` more device blocks are free, from the fully device-resident
+   *  decoding sequences finishing; Infinity when they never free that many. */
+  private promotionWait(deficit: number, step: number): number {
+    if (deficit <= 0) return 0;
+    if (!this.freeTimeline) {
+      const ev: { at: number; blocks: number }[] = [];
+      for (const r of this.running) {
+        if (r.hostLayers.length > 0 || !this.isDecoding(r) || !r.hold) continue;
+        ev.push({ at: (r.req.maxNewTokens - r.generated) * step, blocks: this.numLayers * r.hold.kv.tables[0].length });
+      }
+      ev.sort((a, b) => a.at - b.at);
+      const at = new Float64Array(ev.length);
+      const cum = new Float64Array(ev.length);
+      let c = 0;
+      for (let i = 0; i < ev.length; i++) {
+        at[i] = ev[i].at;
+        cum[i] = c += ev[i].blocks;
+      }
+      this.freeTimeline = { at, cum };
+    }
+    const { at, cum } = this.freeTimeline;
+    // First index with cum >= deficit (cum is increasing).
+    let lo = 0;
+    let hi = cum.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cum[mid] >= deficit) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo < cum.length ? at[lo] : Infinity;
   }
 
   private usesCake(s: Seq): boolean {
@@ -440,27 +529,37 @@ export class SchedulerCore implements Scheduler {
    * else the sequence waits a step for blocks to free up. The staging buffer is outside
    * the KV pool, like activations.
    */
-  private promote(s: Seq, plan: StepPlan): boolean {
+  private promote(s: Seq, plan: StepPlan): 'decode' | 'loading' | 'no' {
     const kv = s.hold!.kv;
     const blocks = this.kv.blocksFor(s.computed + 1);
-    if (!this.kv.device.canAllocate(blocks * s.hostLayers.length, true)) return false;
+    if (!this.kv.device.canAllocate(blocks * s.hostLayers.length, true)) return 'no';
+    // Whether the loads hide behind this step's compute (layer l waits for its own load, and
+    // the host layers are spread out, so roughly: all of them within the whole step). If
+    // they do, the sequence decodes in this step; if not, gating the step on them would
+    // stall every other decode in the batch for the PCIe time, so the loads run on their
+    // own and the sequence decodes once they land (it has transfers in flight until then).
+    const t = this.cost.transferTime(s.computed * this.layerBytesPerToken * s.hostLayers.length, this.cost.gpu.h2dBandwidth);
+    plan.compute.push({ seq: s.id, phase: 'decode', tokens: 1, cachedBefore: s.computed, emitsToken: true });
+    const hidden = this.h2dPlanned + t <= this.cost.stepTime(plan.compute);
+    plan.compute.pop();
+    this.h2dPlanned += t;
     for (const l of s.hostLayers) {
       const mv = this.kv.moveLayer(kv, l, 'device')!;
       this.stats.promotions++;
       plan.transfers.push(
         this.issue(
           s,
-          { kind: 'load', channel: 'h2d', bytes: s.computed * this.layerBytesPerToken, layers: [l], beforeLayer: l, moves: [{ layer: l, from: 'host', to: 'device', pairs: mv.pairs }] },
+          { kind: 'load', channel: 'h2d', bytes: s.computed * this.layerBytesPerToken, layers: [l], ...(hidden ? { beforeLayer: l } : {}), moves: [{ layer: l, from: 'host', to: 'device', pairs: mv.pairs }] },
           { release: { layer: l, tier: mv.from, blocks: mv.source } },
         ),
       );
     }
     s.hostLayers = [];
-    return true;
+    return hidden ? 'decode' : 'loading';
   }
 
   private streamDecodes(seqs: Seq[], plan: StepPlan, budget: number): number {
-    let loadTime = 0;
+    let loadTime = this.h2dPlanned;
     for (const s of seqs) {
       if (budget === 0) break;
       // An earlier decode's growth may have preempted it.
@@ -472,6 +571,7 @@ export class SchedulerCore implements Scheduler {
       if (!hidden && plan.compute.length > 0) continue;
       if (!this.growForDecode(s, plan)) continue;
       loadTime += t;
+      this.h2dPlanned = loadTime;
       for (const l of s.hostLayers) {
         this.stats.streamedLoads++;
         plan.transfers.push(this.issue(s, { kind: 'load', channel: 'h2d', bytes: s.computed * this.layerBytesPerToken, layers: [l], beforeLayer: l }));
@@ -523,6 +623,10 @@ export class SchedulerCore implements Scheduler {
     this.pendingEvents = [];
     for (const e of events) if (Number.isNaN(e.at)) e.at = result.start;
     for (const d of result.transfersDone) this.transferDone(d.id, d.at);
+    if (plan.compute.some((c) => c.phase === 'decode')) {
+      const d = result.end - result.start;
+      this.decodeStepEwma = this.decodeStepEwma === 0 ? d : 0.9 * this.decodeStepEwma + 0.1 * d;
+    }
     const at = result.end;
     for (const c of plan.compute) {
       const s = this.seqs.get(c.seq);

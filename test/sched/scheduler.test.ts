@@ -74,11 +74,56 @@ test('layerkv: admits a prefill with the layers the device has room for and offl
   const firsts = r.events!.filter((e) => e.kind === 'first-token');
   assert.is(firsts.length, 2);
   close(firsts[0].at, firsts[1].at);
-  // b's host layers come back ahead of their layer's compute once a's blocks are free.
+  // b's host layers are promoted once a's blocks are free. 60 tokens x 1000 bytes per layer
+  // at 1 MB/s is 60 ms a layer against an 11 ms decode step: gating the step on them would
+  // not hide, so the loads run on their own (no beforeLayer) and b decodes after they land.
   const loads = plans.flatMap((p) => p.transfers).filter((t) => t.kind === 'load' && t.seq === 'b');
-  assert.equal(loads.map((t) => [t.channel, t.beforeLayer, t.moves?.[0].to]), [['h2d', 0, 'device'], ['h2d', 2, 'device']]);
+  assert.equal(loads.map((t) => [t.channel, t.beforeLayer, t.moves?.[0].to]), [['h2d', undefined, 'device'], ['h2d', undefined, 'device']]);
+  const promotedAt = plans.findIndex((p) => p.transfers.some((t) => t.kind === 'load'));
+  assert.not.ok(plans[promotedAt].compute.some((c) => c.seq === 'b'));
   assert.is(s.stats.preemptions, 0);
   assert.is(s.kv.device.numUsed + s.kv.host.numUsed, 0);
+});
+
+test('layerkv: a promotion that hides behind the step gates only its own layers and decodes at once', async () => {
+  // As above with fast h2d (100 MB/s: 0.6 ms a layer) and b wanting 3 tokens: b streams
+  // its host layers beside a's last decode (1.2 ms of loads behind a 12 ms step), then,
+  // with a's blocks free, is promoted ahead of its layers' compute in the step it decodes.
+  const cost = fakeCost({ h2d: 1e8 });
+  const s = createScheduler({ policy: 'layerkv', cost, deviceBlocks: 26, check: true });
+  const plans: StepPlan[] = [];
+  await simulate({ requests: [req('a', 60, 2), req('b', 60, 3)], scheduler: s, cost, onStep: (p) => plans.push(p) });
+  assert.equal(plans[1].compute.map((c) => c.seq), ['a', 'b']);
+  assert.equal(plans[1].transfers.map((t) => [t.seq, t.kind, t.beforeLayer, t.moves]), [['b', 'load', 0, undefined], ['b', 'load', 2, undefined]]);
+  const promo = plans[2].transfers.filter((t) => t.kind === 'load');
+  assert.equal(promo.map((t) => [t.beforeLayer, t.moves?.[0].to]), [[0, 'device'], [2, 'device']]);
+  assert.equal(plans[2].compute.map((c) => c.seq), ['b']);
+  assert.is(s.stats.promotions, 2);
+  assert.is(s.stats.streamedLoads, 2);
+});
+
+test('layerkv SLO-aware admission: a prefill whose promotion would wait past its TPOT SLO is not admitted with host layers', async () => {
+  // d (65 tokens: 5 blocks a layer, 20 of the 40 admissible) decodes 14 more tokens at
+  // ~11 ms without crossing a block. p (100 tokens, 7 blocks a layer) finds 20 free: it
+  // would keep 2 layers and park 2 on the host, and their promotion needs 14 device blocks
+  // that only d's finish frees, then 200 KB at 1 MB/s = 0.2 s of loads. With a 20 ms TPOT
+  // SLO over 2 tokens p may wait (20 - 11) ms plus its own ~0.11 s prefill: never enough
+  // while d runs, so p queues and is admitted with every layer on the device after d.
+  const run = async (tpotSlo: number | undefined) => {
+    const cost = fakeCost({ h2d: 1e6 });
+    const s = createScheduler({ policy: 'layerkv', cost, deviceBlocks: 41, check: true });
+    const r = await simulate({ requests: [req('d', 65, 15), req('p', 100, 2, { tpotSlo })], scheduler: s, cost, keepEvents: true });
+    const at = (id: string, kind: string) => r.events!.filter((e) => e.seq === id && e.kind === kind).map((e) => e.at);
+    return { s, r, dDone: at('d', 'finished')[0], pFirst: at('p', 'first-token')[0], pSecond: at('p', 'token')[0] };
+  };
+  const slo = await run(0.02);
+  assert.ok(slo.pFirst >= slo.dDone, `p first token ${slo.pFirst} before d finished ${slo.dDone}`);
+  assert.is(slo.s.stats.promotions, 0);
+  assert.ok(slo.pSecond - slo.pFirst <= 0.02, `p's TPOT ${slo.pSecond - slo.pFirst}`);
+  // Without a TPOT SLO, p is admitted at once with host layers and waits for promotion.
+  const free = await run(undefined);
+  assert.ok(free.pFirst < free.dDone);
+  assert.is(free.s.stats.promotions, 2);
 });
 
 test('baseline queues what layerkv admits', async () => {
