@@ -123,8 +123,12 @@ export class CakeTracker {
   private recomputedLast = false;
 
   private readonly est?: CakeEstimates;
-  /** Estimated load seconds of each stored chunk (with estimates only). */
+  /** Estimated load seconds of each stored chunk, and their prefix sums (with estimates only). */
   private readonly chunkLoad: Float64Array;
+  private readonly loadPrefix: Float64Array;
+  /** Bumped whenever a landing, a computed range or a speed measurement changes the plan. */
+  private version = 0;
+  private splitMemo: { now: number | undefined; planned: number; version: number; value: number } | null = null;
   /** Expected completion of each in-flight load (absolute when the caller passes `now`,
    *  else unused), and of the last one issued: loads of one request run in issue order. */
   private readonly loadDoneAt = new Map<number, number>();
@@ -154,6 +158,7 @@ export class CakeTracker {
     this.maxLoadsInFlight = checkInt('maxLoadsInFlight', opts.maxLoadsInFlight ?? (opts.estimates !== undefined ? Math.max(1, this.storedChunks) : 2), 1);
     this.low = this.storedChunks;
     this.chunkLoad = new Float64Array(0);
+    this.loadPrefix = new Float64Array(1);
     if (opts.estimates !== undefined) {
       const e = opts.estimates;
       if (typeof e?.compute !== 'function' || typeof e?.load !== 'function') {
@@ -162,6 +167,8 @@ export class CakeTracker {
       this.est = e;
       this.chunkLoad = new Float64Array(this.storedChunks);
       for (let i = 0; i < this.storedChunks; i++) this.chunkLoad[i] = this.estimate('load', e.load(i));
+      this.loadPrefix = new Float64Array(this.storedChunks + 1);
+      for (let i = 0; i < this.storedChunks; i++) this.loadPrefix[i + 1] = this.loadPrefix[i] + this.chunkLoad[i];
       if (this.storedChunks > 0) this.estimate('compute', e.compute(0, this.chunkTokens));
     }
   }
@@ -265,6 +272,7 @@ export class CakeTracker {
       throw new RangeError(`CakeTracker: onLoaded(${String(chunk)}): chunk is not in flight (in flight: ${[...this.inFlightChunks].join(', ') || 'none'})`);
     }
     this.inFlightChunks.delete(chunk);
+    this.version++;
     if ((chunk + 1) * this.chunkTokens <= this.front) this.wasted += this.chunkTokens;
     else this.loadedCount++;
     const expected = this.loadDoneAt.get(chunk);
@@ -346,6 +354,7 @@ export class CakeTracker {
     this.computed += tokens;
     this.front = start + tokens;
     this.planned = this.front;
+    this.version++;
     if (this.handedOut !== null) {
       this.openMeasure = this.handedOut;
       this.handedOut = null;
@@ -356,46 +365,65 @@ export class CakeTracker {
   // ---- split --------------------------------------------------------------------------
 
   /** The chunk index where compute should stop and loads begin, re-solved from the current
-   *  state: min over k of max(front reaches k*chunkTokens, loads of [k, loadFrom) land).
-   *  Without estimates: the greedy meeting point (the lowest chunk the front has not started). */
+   *  state: min over k of max(front reaches k*chunkTokens, loads of [k, loadFrom) land), plus
+   *  the suffix. Without estimates: the greedy meeting point (the lowest chunk the front has
+   *  not started).
+   *
+   *  The front's arrival time rises with k and the loads' landing time falls with k (compute
+   *  estimates are assumed to grow with the range), so the best k sits where they cross: a
+   *  binary search, O(log n) estimate calls. The result is kept for repeated calls at the same
+   *  clock and state (the scheduler asks for loads one at a time): issuing a load down to the
+   *  split moves the loads' start and their remaining work by the same amount, so the split
+   *  does not change. */
   private split(now?: number): number {
     const C = this.chunkTokens;
     const first = Math.min(Math.ceil(Math.max(this.front, this.planned) / C), this.low);
     if (this.est === undefined || first >= this.low) return first;
+    const memo = this.splitMemo;
+    if (memo !== null && memo.now === now && memo.planned === this.planned && memo.version === this.version) return memo.value;
+    const est = this.est;
     const t = now ?? 0;
     const slow = this.slowdown;
     const computeFrom = Math.max(t, this.computeFree(now));
     // When this request's issued loads have landed, and when new ones could start.
     const landed = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
     const newFrom = Math.max(landed, this.storageFree(now));
-    let loadRest = 0;
-    for (let j = first; j < this.low; j++) loadRest += this.chunkLoad[j];
-    let best = first;
-    let bestCost = Infinity;
+    const low = this.low;
+    // The front's time to k is estimated over the whole range, not summed per chunk: a budget
+    // of several chunks per step pays the per-step cost once for all of them. The range
+    // includes this step's planned compute and the rest of a started chunk, which are owed
+    // whatever the split.
+    const frontAt = (k: number) => (k * C > this.front ? computeFrom + slow * this.estimate('compute', est.compute(this.front, k * C - this.front)) : t);
+    const loadsAt = (k: number) => (k < low ? newFrom + this.loadPrefix[low] - this.loadPrefix[k] : landed);
+    let lo = first;
+    let hi = low;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (frontAt(mid) >= loadsAt(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    const P = this.promptLen;
+    const S = this.storedChunks;
+    const suffix = this.estimate('compute', P > S * C ? est.compute(S * C, P - S * C) : est.compute(P - 1, 1));
+    let best = lo;
+    let bestCost = Math.max(frontAt(lo), loadsAt(lo)) + suffix;
+    // Ties go to loading: compute is what other requests contend for.
+    if (lo > first) {
+      const cost = Math.max(frontAt(lo - 1), loadsAt(lo - 1)) + suffix;
+      if (cost <= bestCost + 1e-12) {
+        best = lo - 1;
+        bestCost = cost;
+      }
+    }
     // Once every stored chunk is computed and nothing was ever loaded, the suffix is just more
     // front compute, batched into the same steps; otherwise it follows the last load and pays
     // its own steps. Comparing whole-prefill times keeps Cake from ever choosing a split that
     // is slower than computing everything (short suffixes on short prompts).
-    const P = this.promptLen;
-    const S = this.storedChunks;
-    const suffix = this.estimate('compute', P > S * C ? this.est.compute(S * C, P - S * C) : this.est.compute(P - 1, 1));
-    for (let k = first; k <= this.low; k++) {
-      // The front's time to k is estimated over the whole range, not summed per chunk: a
-      // budget of several chunks per step pays the per-step cost once for all of them. The
-      // range includes this step's planned compute and the rest of a started chunk, which
-      // are owed whatever the split.
-      const frontAt = k * C > this.front ? computeFrom + slow * this.estimate('compute', this.est.compute(this.front, k * C - this.front)) : t;
-      const cost =
-        k === S && this.low === S
-          ? computeFrom + slow * this.estimate('compute', this.est.compute(this.front, P - this.front))
-          : Math.max(frontAt, k < this.low ? newFrom + loadRest : landed) + suffix;
-      // Ties go to loading: compute is what other requests contend for.
-      if (cost < bestCost - 1e-12) {
-        bestCost = cost;
-        best = k;
-      }
-      if (k < this.low) loadRest -= this.chunkLoad[k];
+    if (low === S) {
+      const all = computeFrom + slow * this.estimate('compute', est.compute(this.front, P - this.front));
+      if (all < bestCost - 1e-12) best = S;
     }
+    this.splitMemo = { now, planned: this.planned, version: this.version, value: best };
     return best;
   }
 
@@ -406,6 +434,7 @@ export class CakeTracker {
     if (took >= 0 && this.openMeasure.estimate > 0) {
       this.measuredCompute += took;
       this.estimatedCompute += this.openMeasure.estimate;
+      this.version++;
     }
     this.openMeasure = null;
   }

@@ -324,6 +324,22 @@ test('with estimates: a front queued behind other prefills shifts the split towa
   assert.is(queued.nextCompute(800, 0), null);
 });
 
+test('with estimates: one step asks for O(log n) compute estimates, however many loads it issues', () => {
+  // A 128K prompt in 64-token chunks: 2048 chunks. Re-solving the split with a linear scan
+  // for every load issued would ask for millions of estimates in the first step.
+  let calls = 0;
+  const t = new CakeTracker({
+    promptLen: 131072, chunkTokens: 64, storedChunks: 2048, mode: 'cake',
+    estimates: { compute: (s, n) => (calls++, 1e-5 * n + 1e-10 * n * (s + n / 2)), load: () => 5e-4 },
+  });
+  calls = 0;
+  let loads = 0;
+  for (let c = t.nextLoad(0); c >= 0; c = t.nextLoad(0)) loads++;
+  const r = t.nextCompute(4096, 0);
+  assert.ok(loads > 100 && r !== null, `${loads} loads, compute ${JSON.stringify(r)}`);
+  assert.ok(calls <= 64, `${calls} compute estimates for one step`);
+});
+
 test('bad options and out-of-protocol calls give clear errors', () => {
   const ok = { promptLen: 1000, chunkTokens: 100, storedChunks: 5, mode: 'cake' as const };
   assert.throws(() => new CakeTracker({ ...ok, promptLen: 0 }), /promptLen must be an integer >= 1, got 0/);
