@@ -1,18 +1,47 @@
 // LayerKV vs the vLLM-like baseline (LayerKV paper's setting: Llama-2-7B on one L20,
 // 1 req/s, context length 1K..16K): mean and p99 TTFT, SLO violations, throughput.
+//
+// Workload: prompts in [0.9 L, L]; outputs uniform in [128, 512] tokens (mean 320, close to
+// ShareGPT's ~338-token mean replies that vLLM and LayerKV-style evaluations sample from).
+// The L20 holds ~52.6K tokens of Llama-2-7B KV (48 GB x 0.9 - 13.5 GB weights - 2 GiB
+// activations = 27.6 GB at 512 KiB/token): ~25 requests at 2K, ~12 at 4K, 3 at 16K.
+//
+// Where the time goes (TTFT = queueing + prefill, simulated, 80 requests):
+// - Up to ~3K the baseline queues for KV blocks (the paper's premise): a 2K prompt
+//   prefills in 0.42 s, but with 25 requests decoding ~320 tokens at 60-80 ms each it waits
+//   ~4 s for blocks. LayerKV admits it with layers on the host and cuts TTFT ~4x.
+// - From 4K on, 1 req/s is beyond the GPU's compute: one prompt's prefill alone takes
+//   0.92 s (4K), 1.9 s (8K), 4.3 s (16K) of an L20 per second of arrivals, so the queue
+//   grows without bound under any memory policy; TTFT is hundreds of seconds at 16K (as the
+//   paper's motivation figure shows) and is set by how fast prefills can be served, which
+//   per-layer allocation can raise only from the baseline's memory-bound rate to the
+//   compute-bound one (~1.2-1.5x here). The paper's 11x needs the memory-bound window.
+//
+// Reached vs the paper (default suite, `node --import tsx bench/run.ts layerkv`): mean TTFT
+// up to ~4x (2K: 4.44 -> 1.11 s; target up to 11x), SLO violations 15% fewer over the
+// lengths (target 28.7%), worst throughput loss ~11% at 4K (target <= 3%). What holds it
+// back: in this cost model the window where the baseline is memory-bound but the GPU has
+// compute to spare is narrow (2K-3K at these output lengths); above it every policy is
+// compute-overloaded. The throughput loss comes from preemptions by recompute (39-65 at
+// 3K-4K vs 5 for the baseline): promoted sequences grow past the device blocks and the
+// newest admission is recomputed; a swap-out victim instead of recompute is the next step.
+// TPOT stays within the 0.2 s SLO on average (0.09-0.17 s; it was 0.47-0.95 s when
+// promotions gated every decode step on PCIe).
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
 import { createScheduler, deployment, simulate, synthetic } from '../../lib/sim/index.js';
 
 const TTFT_SLO = 10;
 const TPOT_SLO = 0.2;
+/** ShareGPT-like reply lengths (see the header). */
+const OUTPUT_LEN: [number, number] = [128, 512];
 
 export const group: BenchGroup = {
   name: 'layerkv',
   title: 'LayerKV vs baseline: TTFT vs context length (Llama-2-7B, L20, 1 req/s, simulated)',
-  estimate: '10 s',
+  estimate: '5 s',
   async run(ctx: BenchContext): Promise<Headline[]> {
     const dep = deployment('Llama-2-7B', 'L20-48G');
-    const lengths = ctx.full ? [1024, 2048, 4096, 8192, 12288, 16384] : [1024, 4096, 8192, 16384];
+    const lengths = ctx.full ? [1024, 2048, 3072, 4096, 8192, 12288, 16384] : [1024, 2048, 3072, 4096, 8192, 16384];
     const n = ctx.full ? 300 : 80;
     const rows: Record<string, unknown>[] = [];
     let bestSpeedup = 0;
@@ -21,7 +50,7 @@ export const group: BenchGroup = {
     let violBase = 0;
     let violLkv = 0;
     for (const len of lengths) {
-      const requests = synthetic({ n, rate: 1, promptLen: [Math.round(len * 0.9), len], outputLen: [64, 256], ttftSlo: TTFT_SLO, tpotSlo: TPOT_SLO, seed: 42 });
+      const requests = synthetic({ n, rate: 1, promptLen: [Math.round(len * 0.9), len], outputLen: OUTPUT_LEN, ttftSlo: TTFT_SLO, tpotSlo: TPOT_SLO, seed: 42 });
       const res: Record<string, Awaited<ReturnType<typeof simulate>>> = {};
       for (const policy of ['baseline', 'layerkv'] as const) {
         ctx.progress(`${policy} at ${len} tokens`);
@@ -53,7 +82,7 @@ export const group: BenchGroup = {
       violBase += 1 - b.sloAttainment;
       violLkv += 1 - l.sloAttainment;
     }
-    ctx.table(`TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s, ${n} requests per point, prompts in [0.9 L, L], outputs 64..256`, rows);
+    ctx.table(`TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s, ${n} requests per point, prompts in [0.9 L, L], outputs ${OUTPUT_LEN[0]}..${OUTPUT_LEN[1]}`, rows);
     const violReduction = violBase > 0 ? (violBase - violLkv) / violBase : 0;
     ctx.record('lengths', lengths);
     return [
