@@ -428,7 +428,8 @@ class CudaBackend final : public Backend {
     CopyMethod method = copyMethodFromEnv();
     if (method == CopyMethod::Auto) {
       const bool d2d = o->src.mem->tier == Tier::Device && o->dst.mem->tier == Tier::Device;
-      method = numRuns <= 1 ? CopyMethod::Memcpy : d2d ? CopyMethod::Kernel : CopyMethod::Batch;
+      const bool h2h = o->src.mem->tier == Tier::Host && o->dst.mem->tier == Tier::Host;
+      method = numRuns <= 1 || h2h ? CopyMethod::Memcpy : d2d ? CopyMethod::Kernel : CopyMethod::Batch;
     }
     MetaLayout ml;
     const size_t offRuns = method == CopyMethod::Kernel ? ml.add<int64_t>(runs.size()) : 0;
@@ -443,7 +444,8 @@ class CudaBackend final : public Backend {
         cuda::launchCopyRuns(src, dst, devAt<int64_t>(slab, offRuns), numRuns, maxRun, st);
         return;
       }
-      if (method == CopyMethod::Batch && batchWorks_.load()) {
+      std::atomic<bool>& batchWorks = batchWorks_[int(o->src.mem->tier) * 2 + int(o->dst.mem->tier)];
+      if (method == CopyMethod::Batch && batchWorks.load()) {
         std::vector<void*> dsts(numRuns);
         std::vector<const void*> srcs(numRuns);
         std::vector<size_t> sizes(numRuns);
@@ -459,9 +461,10 @@ class CudaBackend final : public Backend {
         const cudaError_t err =
             cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), size_t(numRuns), &attr, &attrIdx, 1, st);
         if (err == cudaSuccess) return;
-        // An older driver rejects the batched API: remember, and use one copy per run.
+        // A driver that rejects the batched API (too old, or not for this pair of memory
+        // kinds): remember per tier pair, and use one copy per run.
         cudaGetLastError();
-        batchWorks_.store(false);
+        batchWorks.store(false);
       }
       for (int32_t r = 0; r < numRuns; ++r)
         KVCAKE_CUDA("copyBlocks", cudaMemcpyAsync(dst + runs[3 * r + 1], src + runs[3 * r], size_t(runs[3 * r + 2]),
@@ -632,7 +635,7 @@ class CudaBackend final : public Backend {
   cudaStream_t streams_[3] = {nullptr, nullptr, nullptr};
   std::mutex issueMutex_[3];
   std::shared_ptr<SlabPool> meta_, hostStaging_;
-  std::atomic<bool> batchWorks_{true};
+  std::atomic<bool> batchWorks_[4] = {{true}, {true}, {true}, {true}};  // by (src tier, dst tier)
   std::unique_ptr<Completer> completers_[3];
 };
 
