@@ -32,7 +32,9 @@
 // wrong twice over: the store serves everyone's loads in issue order, and fronts behind
 // another prefill get no budget until it is done. A scheduler that knows both passes
 // estimates.storageFreeAt and estimates.computeFreeAt, and the planner starts its loads and
-// its front there.
+// its front there. That corrects each tracker's view, not the joint schedule: splits chosen
+// one request at a time are not jointly best (when compute is scarce, every front that opts
+// to compute queues behind the others), which needs a planner over all prefix requests.
 //
 // The front reaching a chunk that is in flight. The front never computes a chunk whose load
 // was issued: the load cannot be revoked (plans have no cancel), so computing it would spend
