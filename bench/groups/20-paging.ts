@@ -5,7 +5,7 @@
 // --full: block sizes 8..256 and two more shapes.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
 import type { DType } from '../../lib/index.js';
-import { GB, measure, openBench, setupDecode, type DecodePoint } from './10-attention.js';
+import { GB, alternate, openBench, setupDecode, type DecodePoint } from './10-attention.js';
 
 function points(full: boolean): DecodePoint[] {
   const base = { headDim: 128, gqa: 4, numKvHeads: 8, dtype: 'fp16' as DType };
@@ -29,17 +29,11 @@ export const group: BenchGroup = {
       ctx.progress(`paging ctx ${p.ctxLen} batch ${p.batch} blockSize ${p.blockSize} ${p.dtype}`);
       const times: Record<string, number> = {};
       let kvBytes = 0;
-      // Alternate the two layouts so drift (thermal, other load) hits both alike.
       const ident = await setupDecode(be, p, 'identity');
       const shuf = await setupDecode(be, p, 'shuffled');
       try {
         kvBytes = ident.kvBytes;
-        const a1 = await measure(ident.run);
-        const b1 = await measure(shuf.run);
-        const a2 = await measure(ident.run);
-        const b2 = await measure(shuf.run);
-        times.identity = Math.min(a1.median, a2.median);
-        times.shuffled = Math.min(b1.median, b2.median);
+        [times.identity, times.shuffled] = await alternate([ident.run, shuf.run], 3);
       } finally {
         ident.release();
         shuf.release();

@@ -6,7 +6,7 @@
 // --full: 512 MiB per copy.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
 import type { KVPool } from '../../lib/index.js';
-import { GB, fillPool, identityPairs, measure, openBench, shuffled } from './10-attention.js';
+import { GB, alternate, fillPool, identityPairs, openBench, shuffled } from './10-attention.js';
 
 // fp16, headDim 128: one token of one KV head is 512 bytes (K and V).
 const GEOMETRIES = [
@@ -52,15 +52,9 @@ export const group: BenchGroup = {
           ['load h2d', host, dev],
         ] as [string, KVPool, KVPool][]) {
           ctx.progress(`${dir} ${g.kib} KiB blocks`);
-          // Alternate the two so drift on a shared machine hits both alike; best median of two.
-          const contiguous = () => measure(() => be.copyBlocks(src, dst, ident));
-          const scattered = () => measure(() => be.copyBlocks(src, dst, scat));
-          const c1 = await contiguous();
-          const s1 = await scattered();
-          const c2 = await contiguous();
-          const s2 = await scattered();
-          const c = { median: Math.min(c1.median, c2.median) };
-          const s = { median: Math.min(s1.median, s2.median) };
+          const [tc, ts] = await alternate([() => be.copyBlocks(src, dst, ident), () => be.copyBlocks(src, dst, scat)], 3);
+          const c = { median: tc };
+          const s = { median: ts };
           const ratio = c.median / s.median;
           if (g.kib >= 64) worst = Math.min(worst, ratio);
           rows.push({
