@@ -1,7 +1,7 @@
 // The per-window building blocks of paged attention shared by decode and prefill: a set of
 // query vectors (scaled into the log2 domain) is scored against a window of up to kWindow
 // K rows, the online softmax folds the window in, and the window's V rows (converted to
-// fp32 once) are accumulated into per-query fp32 accumulators.
+// fp32 as they are read) are accumulated into per-query fp32 accumulators.
 #pragma once
 #include <immintrin.h>
 
@@ -24,16 +24,15 @@ using Elem = std::conditional_t<T == DType::F32, float, uint16_t>;
 
 // Per-task working set for nq query vectors (the query heads of one GQA group in decode,
 // rows x heads of a query tile in prefill): scaled queries, fp32 accumulators, running
-// max / sum, the window's scores (then probabilities) and its V rows in fp32.
+// max / sum, and the window's scores (then probabilities).
 struct Work {
-  std::vector<float> q, acc, m, l, s, vf;
+  std::vector<float> q, acc, m, l, s;
   void prepare(int nq, int D) {
     q.resize(size_t(nq) * D);
     acc.assign(size_t(nq) * D, 0.f);
     m.assign(nq, -INFINITY);
     l.assign(nq, 0.f);
     s.resize(size_t(nq) * kWindow);
-    vf.resize(size_t(kWindow) * D);
   }
 };
 
@@ -47,34 +46,32 @@ inline Work& work() {
 template <DType T, int GH, int R>
 inline void dotTile(const float* q, int D, const Elem<T>* k, float* s) {
   // Fully unrolled so the accumulators live in registers.
-  __m256 acc[8];
-#pragma GCC unroll 8
+  __m256 acc[GH * R];
+#pragma GCC unroll 16
   for (int i = 0; i < GH * R; ++i) acc[i] = _mm256_setzero_ps();
   for (int d = 0; d < D; d += 8) {
     __m256 kv[R];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) kv[r] = load8<T>(k, int64_t(r) * D + d);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int g = 0; g < GH; ++g) {
       const __m256 qv = _mm256_loadu_ps(q + int64_t(g) * D + d);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[g * R + r] = _mm256_fmadd_ps(qv, kv[r], acc[g * R + r]);
     }
   }
-  if constexpr (GH * R == 8) {
-    alignas(32) float t[8];
-    _mm256_store_ps(t, hsum8(acc));
-    for (int g = 0; g < GH; ++g)
-      for (int r = 0; r < R; ++r) s[g * kWindow + r] = t[g * R + r];
-  } else {
-    for (int g = 0; g < GH; ++g)
-      for (int r = 0; r < R; ++r) s[g * kWindow + r] = hsum(acc[g * R + r]);
-  }
+  alignas(32) float t[16];
+  int i = 0;
+  for (; i + 8 <= GH * R; i += 8) _mm256_store_ps(t + i, hsum8(acc + i));
+  for (; i < GH * R; ++i) t[i] = hsum(acc[i]);
+  for (int g = 0; g < GH; ++g)
+    for (int r = 0; r < R; ++r) s[g * kWindow + r] = t[g * R + r];
 }
 
 template <DType T, int GH>
 void scoreRowsGH(const float* q, int D, const Elem<T>* k, int rows, float* s) {
-  constexpr int R = GH >= 5 ? 1 : GH == 3 ? 2 : 8 / GH;
+  // 8 to 12 accumulators: enough independent FMA chains to cover the FMA latency.
+  constexpr int R = GH >= 5 ? 1 : GH == 4 ? 3 : GH == 3 ? 4 : 8 / GH;
   int j = 0;
   for (; j + R <= rows; j += R) dotTile<T, GH, R>(q, D, k + int64_t(j) * D, s + j);
   for (; j < rows; ++j) dotTile<T, GH, 1>(q, D, k + int64_t(j) * D, s + j);
@@ -123,57 +120,51 @@ inline void softmaxUpdate(Work& w, int G, int D, int n) {
   }
 }
 
-// The window's V rows in fp32, converted once and then read by every query head.
-template <DType T>
-void convertRows(const Elem<T>* v, int rows, int D, float* dst) {
-  for (int64_t i = 0; i < int64_t(rows) * D; i += 8) _mm256_storeu_ps(dst + i, load8<T>(v, i));
-}
-
-// acc[g][d0 .. d0+8*NV) += sum_j p[g][j] * V[j][same], for GP heads at once: the
-// accumulators stay in registers for the whole window, each V load feeds GP FMAs.
-template <int GP, int NV>
-inline void pvTile(const float* p, const float* vf, int n, int D, float* acc) {
-  __m256 x[GP][NV];
+// acc[g][0 .. 16) += sum_j p[g][j] * V_j[0 .. 16) for GP query vectors: the 2*GP
+// accumulators stay in registers over the window, each converted V vector feeds GP FMAs.
+template <DType T, int GP>
+inline void pvTile(const float* p, const Elem<T>* v, int n, int D, float* acc) {
+  __m256 x[GP][2];
 #pragma GCC unroll 4
-  for (int g = 0; g < GP; ++g)
-#pragma GCC unroll 4
-    for (int i = 0; i < NV; ++i) x[g][i] = _mm256_loadu_ps(acc + int64_t(g) * D + 8 * i);
+  for (int g = 0; g < GP; ++g) {
+    x[g][0] = _mm256_loadu_ps(acc + int64_t(g) * D);
+    x[g][1] = _mm256_loadu_ps(acc + int64_t(g) * D + 8);
+  }
   for (int j = 0; j < n; ++j) {
-    __m256 v[NV];
-#pragma GCC unroll 4
-    for (int i = 0; i < NV; ++i) v[i] = _mm256_loadu_ps(vf + int64_t(j) * D + 8 * i);
+    const __m256 v0 = load8<T>(v, int64_t(j) * D), v1 = load8<T>(v, int64_t(j) * D + 8);
 #pragma GCC unroll 4
     for (int g = 0; g < GP; ++g) {
       const __m256 pj = _mm256_broadcast_ss(p + g * kWindow + j);
-#pragma GCC unroll 4
-      for (int i = 0; i < NV; ++i) x[g][i] = _mm256_fmadd_ps(pj, v[i], x[g][i]);
+      x[g][0] = _mm256_fmadd_ps(pj, v0, x[g][0]);
+      x[g][1] = _mm256_fmadd_ps(pj, v1, x[g][1]);
     }
   }
 #pragma GCC unroll 4
-  for (int g = 0; g < GP; ++g)
-#pragma GCC unroll 4
-    for (int i = 0; i < NV; ++i) _mm256_storeu_ps(acc + int64_t(g) * D + 8 * i, x[g][i]);
-}
-
-template <int GP>
-void pvHeads(const float* p, const float* vf, int n, int D, float* acc) {
-  int d = 0;
-  for (; d + 32 <= D; d += 32) pvTile<GP, 4>(p, vf + d, n, D, acc + d);
-  switch ((D - d) / 8) {
-    case 1: pvTile<GP, 1>(p, vf + d, n, D, acc + d); break;
-    case 2: pvTile<GP, 2>(p, vf + d, n, D, acc + d); break;
-    case 3: pvTile<GP, 3>(p, vf + d, n, D, acc + d); break;
-    default: break;
+  for (int g = 0; g < GP; ++g) {
+    _mm256_storeu_ps(acc + int64_t(g) * D, x[g][0]);
+    _mm256_storeu_ps(acc + int64_t(g) * D + 8, x[g][1]);
   }
 }
 
-// acc[g] += sum_j p[g][j] * V_j over the window's n rows (already in w.vf).
-inline void accumulateWindow(Work& w, int G, int D, int n) {
-  int g = 0;
-  for (; g + 2 <= G; g += 2)
-    pvHeads<2>(w.s.data() + int64_t(g) * kWindow, w.vf.data(), n, D, w.acc.data() + int64_t(g) * D);
-  if (g < G) pvHeads<1>(w.s.data() + int64_t(g) * kWindow, w.vf.data(), n, D, w.acc.data() + int64_t(g) * D);
+// Every supported head dim is a multiple of 16, so the 16-wide column blocks cover it.
+template <DType T, int GP>
+void pvHeads(const float* p, const Elem<T>* v, int n, int D, float* acc) {
+  for (int d = 0; d < D; d += 16) pvTile<T, GP>(p, v + d, n, D, acc + d);
 }
 
+// acc[i] += sum_j p[i][j] * V_j for the n rows of one segment of the window (whose first
+// row is window row `first`), for all nq query vectors.
+template <DType T>
+void accumulateSegment(Work& w, int nq, int D, const Elem<T>* v, int n, int first) {
+  const float* p = w.s.data() + first;
+  int i = 0;
+  for (; i + 4 <= nq; i += 4) pvHeads<T, 4>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D);
+  switch (nq - i) {
+    case 1: pvHeads<T, 1>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
+    case 2: pvHeads<T, 2>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
+    case 3: pvHeads<T, 3>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
+    default: break;
+  }
+}
 
 }  // namespace kvcake::cpu

@@ -51,9 +51,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, int kvh, float* partAcc, fl
                      w.s.data() + int64_t(g0) * kWindow + segs[i].first);
     }
     softmaxUpdate(w, G, D, n);
-    for (int i = 0; i < nseg; ++i)
-      convertRows<T>(pool + segs[i].v, segs[i].rows, D, w.vf.data() + int64_t(segs[i].first) * D);
-    accumulateWindow(w, G, D, n);
+    for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, G, D, pool + segs[i].v, segs[i].rows, segs[i].first);
     std::copy(next, next + nnext, segs);
     nseg = nnext;
     c += n;

@@ -68,9 +68,7 @@ void prefillTile(const PrefillArgs& a, const Tile& t, int kvh) {
       }
     }
     softmaxUpdate(w, nq, D, n);
-    for (int i = 0; i < nseg; ++i)
-      convertRows<T>(pool + segs[i].v, segs[i].rows, D, w.vf.data() + int64_t(segs[i].first) * D);
-    accumulateWindow(w, nq, D, n);
+    for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, nq, D, pool + segs[i].v, segs[i].rows, segs[i].first);
     std::copy(next, next + nnext, segs);
     nseg = nnext;
     c += n;
