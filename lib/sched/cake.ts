@@ -119,6 +119,8 @@ export class CakeTracker {
   /** Lowest chunk whose load has been issued; chunks [low, storedChunks) are loaded or in flight. */
   private low: number;
   private readonly inFlightChunks = new Set<number>();
+  /** A split imposed by a joint planner (setSplit), or null: this tracker plans alone. */
+  private external: number | null = null;
   private loadedCount = 0;
   private computed = 0;
   private wasted = 0;
@@ -213,6 +215,21 @@ export class CakeTracker {
   get recomputedLastToken(): boolean {
     return this.recomputedLast;
   }
+  /** What a joint planner needs to choose this request's split (see cake-planner.ts):
+   *  the lowest split still possible (the front has started the chunks below it), the
+   *  highest (the lowest issued load), and whether a split can still change anything. */
+  planView(): { first: number; last: number; front: number; plannable: boolean } {
+    const first = Math.min(Math.ceil(Math.max(this.front, this.planned) / this.chunkTokens), this.low);
+    return { first, last: this.low, front: this.front, plannable: this.mode === 'cake' && !this.met && !this.done };
+  }
+  /** Imposes the split chosen by a planner over several requests (chunks [0, k) computed,
+   *  [k, storedChunks) loaded), clamped to what is still possible; null hands the choice
+   *  back to this tracker's own single-request planning. */
+  setSplit(k: number | null): void {
+    if (k !== null) checkInt('split', k, 0, this.storedChunks);
+    if (k !== this.external) this.version++;
+    this.external = k;
+  }
   private get prefixTokens(): number {
     return this.storedChunks * this.chunkTokens;
   }
@@ -305,7 +322,7 @@ export class CakeTracker {
   /** End (exclusive) of the tokens the front should compute now. */
   private computeLimit(now?: number): number {
     const cap = this.frontCap();
-    if (this.met || this.est === undefined || this.mode !== 'cake') return cap;
+    if (this.met || (this.est === undefined && this.external === null) || this.mode !== 'cake') return cap;
     const k = this.split(now);
     return Math.min(cap, k === this.storedChunks ? this.promptLen : k * this.chunkTokens);
   }
@@ -380,7 +397,9 @@ export class CakeTracker {
   private split(now?: number): number {
     const C = this.chunkTokens;
     const first = Math.min(Math.ceil(Math.max(this.front, this.planned) / C), this.low);
-    if (this.est === undefined || first >= this.low) return first;
+    if (first >= this.low) return first;
+    if (this.external !== null) return Math.max(first, Math.min(this.external, this.low));
+    if (this.est === undefined) return first;
     const memo = this.splitMemo;
     if (memo !== null && memo.now === now && memo.planned === this.planned && memo.version === this.version) return memo.value;
     const est = this.est;

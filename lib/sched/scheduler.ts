@@ -11,10 +11,13 @@
 //   3. admissions from the waiting queue (FCFS; LayerKV's SLO-aware admission orders by
 //      TTFT deadline and sizes chunks so decoding requests keep their TPOT SLO);
 //   4. Cake prefix requests: their loads are issued regardless of the budget, their
-//      compute takes only what is left of it.
+//      compute takes only what is left of it, in admission order. With more than one in
+//      flight, one planner (cake-planner.ts) chooses every request's split from the store's
+//      backlog and the fronts' queue; a lone request plans its own split (the oracle's).
 import type { Request } from '../workload/request.js';
 import { KvCacheManager, type SeqKv } from '../kv/block-table.js';
 import { CakeTracker, type PrefixMode } from './cake.js';
+import { planCake, type FixedJob, type PlanJob } from './cake-planner.js';
 import { BaselineMemory, LayerKvMemory, type CostLike, type MemoryPolicy } from './memory.js';
 import type { ComputeItem, Scheduler, SeqEvent, SeqId, StepPlan, StepResult, TierName, Transfer } from './plan.js';
 
@@ -83,6 +86,8 @@ interface Seq {
   admittedOnce: boolean;
   /** Host-tier layers, for LayerKV decode loads. */
   hostLayers: number[];
+  /** The joint Cake planner's last split for this request (a start for the next search). */
+  cakeSplit?: number;
 }
 
 interface TransferRec {
@@ -90,6 +95,8 @@ interface TransferRec {
   hold: Holding;
   kind: Transfer['kind'];
   chunk?: number;
+  /** Prefix loads: when the store is expected to finish this one (FIFO behind the others). */
+  expectAt?: number;
   release?: { layer: number; tier: TierName; blocks: number[] };
 }
 
@@ -134,6 +141,13 @@ export class SchedulerCore implements Scheduler {
   private promotionDemand = 0;
   /** Lazily built per step: when device blocks free up (see promotionWait). */
   private freeTimeline: { at: Float64Array; cum: Float64Array } | null = null;
+  /** When the prefix store is expected to finish every load issued so far (FIFO). */
+  private storageEnd = 0;
+  /** Real seconds of steps that ran Cake fronts over the cost model's seconds for the same
+   *  ranges (EWMA of both): decodes and ordinary prefills share those steps and take budget
+   *  first, so fronts run slower than the model says; the joint planner scales by this. */
+  private cakeActual = 0;
+  private cakeEstimated = 0;
 
   constructor(cfg: SchedulerConfig) {
     if (!cfg || typeof cfg !== 'object' || !cfg.cost) throw new TypeError('SchedulerCore: config.cost (a CostModel) is required');
@@ -281,14 +295,19 @@ export class SchedulerCore implements Scheduler {
     budget = this.maxBatchedTokens - plan.compute.reduce((a, c) => a + c.tokens, 0);
 
     // 4. Cake prefix requests: loads regardless, compute from what is left.
-    for (const s of this.running) {
-      if (!s.cake || s.cake.done) continue;
-      for (let c = s.cake.nextLoad(now); c >= 0; c = s.cake.nextLoad(now)) this.issuePrefixLoad(s, c, plan);
-      if (budget === 0) continue;
-      const r = s.cake.nextCompute(budget, now);
-      if (!r) continue;
-      plan.compute.push({ seq: s.id, phase: 'prefill', tokens: r.tokens, cachedBefore: r.start, emitsToken: r.start + r.tokens >= s.target });
-      budget -= r.tokens;
+    if (this.prefixMode === 'cake') {
+      this.planCakeJointly(now);
+      this.scheduleCake(now, plan, budget);
+    } else {
+      for (const s of this.running) {
+        if (!s.cake || s.cake.done) continue;
+        for (let c = s.cake.nextLoad(now); c >= 0; c = s.cake.nextLoad(now)) this.issuePrefixLoad(s, c, plan, now);
+        if (budget === 0) continue;
+        const r = s.cake.nextCompute(budget, now);
+        if (!r) continue;
+        plan.compute.push({ seq: s.id, phase: 'prefill', tokens: r.tokens, cachedBefore: r.start, emitsToken: r.start + r.tokens >= s.target });
+        budget -= r.tokens;
+      }
     }
 
     const ch = this.kv.drainChanges();
@@ -507,10 +526,149 @@ export class SchedulerCore implements Scheduler {
     return tr;
   }
 
-  private issuePrefixLoad(s: Seq, chunk: number, plan: StepPlan): void {
+  private issuePrefixLoad(s: Seq, chunk: number, plan: StepPlan, now: number): void {
     const p = s.req.prefix!;
     this.stats.prefixLoads++;
-    plan.transfers.push(this.issue(s, { kind: 'prefix-load', channel: 'storage', bytes: this.cost.kvBytes(p.chunkTokens), layers: this.allLayers(), chunk }, { chunk }));
+    this.storageEnd = Math.max(this.storageEnd, now) + this.chunkLoadTime(s);
+    plan.transfers.push(this.issue(s, { kind: 'prefix-load', channel: 'storage', bytes: this.cost.kvBytes(p.chunkTokens), layers: this.allLayers(), chunk }, { chunk, expectAt: this.storageEnd }));
+  }
+
+  private chunkLoadTime(s: Seq): number {
+    return this.cost.transferTime(this.cost.kvBytes(s.req.prefix!.chunkTokens), this.storageBandwidth);
+  }
+
+  /** GPU seconds of a Cake request's last step(s): its uncached suffix, or the recomputed last
+   *  token of a fully stored prompt. */
+  private cakeSuffixTime(s: Seq, P: number, stored: number): number {
+    return P > stored ? this.cost.prefillChunkTime(P - stored, stored) : this.cost.prefillChunkTime(1, P - 1);
+  }
+
+  /**
+   * Cake's part of a step. Loads first (they run whatever the budget). Then compute, where
+   * a step's length matters as much as its order: a request's first token comes at the end
+   * of the step holding its last compute, and steps are long (a 4096-token front step on a
+   * 16K prompt is a quarter second). So, with several Cake requests in flight:
+   *   - a suffix that is ready (prefix KV all in place) runs before any front, whatever the
+   *     admission order: it is short and ends a TTFT (shortest job first);
+   *   - a step that ends TTFTs carries no Cake front beside them, which would only delay
+   *     those first tokens by the front's time, while the front loses one step's fixed cost;
+   *   - a front step ends no later than the moment the next waiting request's loads are
+   *     expected to land, so that request's suffix is not stuck behind a long front step.
+   * The joint planner assumes exactly this (suffixes preempt fronts). With one request these
+   * rules change nothing: there is no other front to hold back.
+   */
+  private scheduleCake(now: number, plan: StepPlan, budget: number): void {
+    const cakes: Seq[] = [];
+    for (const s of this.running) if (s.cake && !s.cake.done) cakes.push(s);
+    for (const s of cakes) for (let c = s.cake!.nextLoad(now); c >= 0; c = s.cake!.nextLoad(now)) this.issuePrefixLoad(s, c, plan, now);
+    if (budget === 0 || cakes.length === 0) return;
+    const push = (s: Seq, r: { start: number; tokens: number }) => {
+      plan.compute.push({ seq: s.id, phase: 'prefill', tokens: r.tokens, cachedBefore: r.start, emitsToken: r.start + r.tokens >= s.target });
+      budget -= r.tokens;
+    };
+    let suffixes = 0;
+    if (cakes.length > 1) {
+      for (const s of cakes) {
+        if (budget === 0) break;
+        if (s.cake!.phase !== 'suffix') continue;
+        const r = s.cake!.nextCompute(budget, now);
+        if (!r) continue;
+        push(s, r);
+        suffixes++;
+      }
+      if (suffixes > 0) return;
+    }
+    // When the first request that waits only for its loads gets them: fronts stop there.
+    // That includes a request whose front reaches its loads in this very step.
+    const landAt = new Map<Seq, number>();
+    if (cakes.length > 1) {
+      for (const r of this.transfers.values()) {
+        if (r.expectAt === undefined || r.hold.dropped) continue;
+        landAt.set(r.seq, Math.max(landAt.get(r.seq) ?? -Infinity, r.expectAt));
+      }
+    }
+    const waitsFor = (s: Seq) => {
+      const at = landAt.get(s);
+      return at !== undefined && at > now ? at : Infinity;
+    };
+    let horizon = Infinity;
+    for (const s of cakes) if (s.cake!.phase === 'draining') horizon = Math.min(horizon, waitsFor(s));
+    for (const s of cakes) {
+      if (budget === 0) break;
+      const t = s.cake!;
+      let cap = budget;
+      if (horizon < Infinity && t.phase === 'prefix') {
+        cap = this.sizeChunk(plan.compute, t.computedEnd, budget, horizon - now, false);
+        if (cap === 0) break;
+      }
+      const r = t.nextCompute(cap, now);
+      if (!r) continue;
+      push(s, r);
+      if (r.start + r.tokens >= t.loadFrom * t.chunkTokens) horizon = Math.min(horizon, waitsFor(s));
+    }
+  }
+
+  /**
+   * Several Cake requests in flight: one plan for all of them (cake-planner.ts), imposed on
+   * their trackers as splits. A lone request keeps its tracker's own planning, which is the
+   * single-request oracle; with others in flight that planning assumes the store and the GPU
+   * are its own, which is what made Cake lose to both single modes with a few concurrent
+   * prefix requests (bench 60-cake, concurrent table).
+   */
+  private planCakeJointly(now: number): void {
+    const cakes: Seq[] = [];
+    for (const s of this.running) if (s.cake && !s.cake.done) cakes.push(s);
+    if (cakes.length < 2) {
+      for (const s of cakes) s.cake!.setSplit(null);
+      return;
+    }
+    // When each request's issued loads land, from the store's FIFO expectations.
+    const landAt = new Map<Seq, number>();
+    let storageFree = now;
+    for (const r of this.transfers.values()) {
+      if (r.expectAt === undefined || r.hold.dropped) continue;
+      landAt.set(r.seq, Math.max(landAt.get(r.seq) ?? -Infinity, r.expectAt));
+      storageFree = Math.max(storageFree, r.expectAt);
+    }
+    const dil = this.cakeEstimated > 0 ? Math.max(1, this.cakeActual / this.cakeEstimated) : 1;
+    const jobs: PlanJob[] = [];
+    const planned: Seq[] = [];
+    const fixed: FixedJob[] = [];
+    for (const s of cakes) {
+      const t = s.cake!;
+      const C = t.chunkTokens;
+      const S = t.storedChunks;
+      const P = t.promptLen;
+      const v = t.planView();
+      const suffix = dil * this.cakeSuffixTime(s, P, S * C);
+      const loadsLandAt = landAt.get(s) ?? -Infinity;
+      if (!v.plannable) {
+        fixed.push({ readyAt: Math.max(now, loadsLandAt), suffix: t.phase === 'draining' || t.phase === 'suffix' ? suffix : 0 });
+        continue;
+      }
+      const front = new Float64Array(v.last - v.first + 1);
+      for (let k = v.first; k <= v.last; k++) {
+        const tokens = k * C - v.front;
+        front[k - v.first] = tokens > 0 ? dil * this.cost.prefillChunkTime(tokens, v.front) : 0;
+      }
+      jobs.push({
+        first: v.first,
+        last: v.last,
+        stored: S,
+        front,
+        computeAll: v.last === S ? dil * this.cost.prefillChunkTime(P - v.front, v.front) : undefined,
+        loadTime: this.chunkLoadTime(s),
+        loadsLandAt,
+        suffix,
+      });
+      planned.push(s);
+    }
+    if (jobs.length === 0) return;
+    const plan = planCake({ now, storageFreeAt: storageFree, jobs, fixed, previous: planned.map((s, i) => s.cakeSplit ?? jobs[i].last) });
+    planned.forEach((s, i) => {
+      s.cakeSplit = plan.splits[i];
+      s.cake!.setSplit(plan.splits[i]);
+    });
   }
 
   private allLayersCache: number[] | null = null;
@@ -641,6 +799,7 @@ export class SchedulerCore implements Scheduler {
       this.decodeStepEwma = this.decodeStepEwma === 0 ? d : 0.9 * this.decodeStepEwma + 0.1 * d;
     }
     const at = result.end;
+    if (this.prefixMode === 'cake') this.measureCakeFronts(plan, result);
     for (const c of plan.compute) {
       const s = this.seqs.get(c.seq);
       if (!s || s.status !== 'running') continue;
@@ -661,6 +820,19 @@ export class SchedulerCore implements Scheduler {
     }
     if (this.check) this.checkInvariants();
     return events;
+  }
+
+  /** Compares a step that ran Cake fronts with what the cost model says those ranges take
+   *  alone (the planner's unit), so the planner sees the fronts' real pace on a busy GPU. */
+  private measureCakeFronts(plan: StepPlan, result: StepResult): void {
+    let est = 0;
+    for (const c of plan.compute) {
+      if (c.phase === 'prefill' && this.seqs.get(c.seq)?.cake) est += this.cost.prefillChunkTime(c.tokens, c.cachedBefore);
+    }
+    if (est <= 0) return;
+    // EWMA over steps: the mix of neighbours changes as they finish and arrive.
+    this.cakeActual = 0.8 * this.cakeActual + 0.2 * (result.end - result.start);
+    this.cakeEstimated = 0.8 * this.cakeEstimated + 0.2 * est;
   }
 
   private emit(s: Seq, at: number, events: SeqEvent[]): void {
@@ -686,6 +858,18 @@ export class SchedulerCore implements Scheduler {
     if (!rec) throw new Error(`SchedulerCore.onResult: transfer ${id} is not in flight`);
     this.transfers.delete(id);
     if (rec.release) this.kv.release(rec.seq.id, rec.release.layer, rec.release.tier, rec.release.blocks);
+    if (rec.expectAt !== undefined) {
+      // The store is FIFO: every load behind this one shifts by the same error.
+      const delta = at - rec.expectAt;
+      let behind = false;
+      for (const r of this.transfers.values()) {
+        if (r.expectAt !== undefined && r.expectAt > rec.expectAt) {
+          r.expectAt += delta;
+          behind = true;
+        }
+      }
+      this.storageEnd = behind ? this.storageEnd + delta : at;
+    }
     const h = rec.hold;
     h.inflight--;
     if (h.dropped) {
