@@ -42,9 +42,9 @@ inline Work& work() {
 }
 
 // Scores of GH query vectors against R consecutive K rows: GH*R dot products share each
-// converted K vector and each query vector load.
+// converted K vector and each query vector load. The K rows may lie in different blocks.
 template <DType T, int GH, int R>
-inline void dotTile(const float* q, int D, const Elem<T>* k, float* s) {
+inline void dotTile(const float* q, int D, const Elem<T>* const* k, float* s) {
   // Fully unrolled so the accumulators live in registers.
   __m256 acc[GH * R];
 #pragma GCC unroll 16
@@ -52,7 +52,7 @@ inline void dotTile(const float* q, int D, const Elem<T>* k, float* s) {
   for (int d = 0; d < D; d += 8) {
     __m256 kv[R];
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) kv[r] = load8<T>(k, int64_t(r) * D + d);
+    for (int r = 0; r < R; ++r) kv[r] = load8<T>(k[r], d);
 #pragma GCC unroll 16
     for (int g = 0; g < GH; ++g) {
       const __m256 qv = _mm256_loadu_ps(q + int64_t(g) * D + d);
@@ -69,16 +69,17 @@ inline void dotTile(const float* q, int D, const Elem<T>* k, float* s) {
 }
 
 template <DType T, int GH>
-void scoreRowsGH(const float* q, int D, const Elem<T>* k, int rows, float* s) {
+void scoreRowsGH(const float* q, int D, const Elem<T>* const* k, int rows, float* s) {
   // 8 to 12 accumulators: enough independent FMA chains to cover the FMA latency.
   constexpr int R = GH >= 5 ? 1 : GH == 4 ? 3 : GH == 3 ? 4 : 8 / GH;
   int j = 0;
-  for (; j + R <= rows; j += R) dotTile<T, GH, R>(q, D, k + int64_t(j) * D, s + j);
-  for (; j < rows; ++j) dotTile<T, GH, 1>(q, D, k + int64_t(j) * D, s + j);
+  for (; j + R <= rows; j += R) dotTile<T, GH, R>(q, D, k + j, s + j);
+  for (; j < rows; ++j) dotTile<T, GH, 1>(q, D, k + j, s + j);
 }
 
+// Scores of GH (<= 8) query vectors against the window's K rows, s[g * kWindow + j].
 template <DType T>
-void scoreRows(const float* q, int GH, int D, const Elem<T>* k, int rows, float* s) {
+void scoreRows(const float* q, int GH, int D, const Elem<T>* const* k, int rows, float* s) {
   switch (GH) {
     case 1: return scoreRowsGH<T, 1>(q, D, k, rows, s);
     case 2: return scoreRowsGH<T, 2>(q, D, k, rows, s);
@@ -89,6 +90,15 @@ void scoreRows(const float* q, int GH, int D, const Elem<T>* k, int rows, float*
     case 7: return scoreRowsGH<T, 7>(q, D, k, rows, s);
     default: return scoreRowsGH<T, 8>(q, D, k, rows, s);
   }
+}
+
+// Row pointers of the window's K rows, so score tiles run across block boundaries.
+template <DType T>
+inline int windowKeyRows(const Elem<T>* pool, const Segment* segs, int nseg, int D, const Elem<T>** rows) {
+  int n = 0;
+  for (int i = 0; i < nseg; ++i)
+    for (int r = 0; r < segs[i].rows; ++r) rows[n++] = pool + segs[i].k + int64_t(r) * D;
+  return n;
 }
 
 // Folds the window's scores into the running max / sum; scores become probabilities

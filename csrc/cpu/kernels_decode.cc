@@ -39,17 +39,15 @@ void decodeTask(const DecodeArgs& a, const Item& it, int kvh, float* partAcc, fl
   const int32_t* table = a.blockTables + int64_t(it.seq) * a.tableStride;
 
   Segment segs[kMaxSegments], next[kMaxSegments];
+  const Elem<T>* krows[kWindow];
   int nseg = gatherWindow(L, table, kvh, it.begin, it.end, segs);
   for (int64_t c = it.begin; c < it.end;) {
     const int n = windowRows(segs, nseg);
     const int nnext = gatherWindow(L, table, kvh, c + n, it.end, next);
     prefetchWindow(a.pool, next, nnext, D, sizeof(Elem<T>));
-    for (int g0 = 0; g0 < G; g0 += 8) {
-      const int gh = std::min(8, G - g0);
-      for (int i = 0; i < nseg; ++i)
-        scoreRows<T>(w.q.data() + int64_t(g0) * D, gh, D, pool + segs[i].k, segs[i].rows,
-                     w.s.data() + int64_t(g0) * kWindow + segs[i].first);
-    }
+    windowKeyRows<T>(pool, segs, nseg, D, krows);
+    for (int g0 = 0; g0 < G; g0 += 8)
+      scoreRows<T>(w.q.data() + int64_t(g0) * D, std::min(8, G - g0), D, krows, n, w.s.data() + int64_t(g0) * kWindow);
     softmaxUpdate(w, G, D, n);
     for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, G, D, pool + segs[i].v, segs[i].rows, segs[i].first);
     std::copy(next, next + nnext, segs);

@@ -46,17 +46,15 @@ void prefillTile(const PrefillArgs& a, const Tile& t, int kvh) {
   const int64_t end = firstPos + t.rows;  // keys [0, end) are visible to some row
 
   Segment segs[kMaxSegments], next[kMaxSegments];
+  const Elem<T>* krows[kWindow];
   int nseg = gatherWindow(L, table, kvh, 0, end, segs);
   for (int64_t c = 0; c < end;) {
     const int n = windowRows(segs, nseg);
     const int nnext = gatherWindow(L, table, kvh, c + n, end, next);
     prefetchWindow(a.pool, next, nnext, D, sizeof(Elem<T>));
-    for (int i0 = 0; i0 < nq; i0 += 4) {
-      const int gh = std::min(4, nq - i0);
-      for (int i = 0; i < nseg; ++i)
-        scoreRows<T>(w.q.data() + int64_t(i0) * D, gh, D, pool + segs[i].k, segs[i].rows,
-                     w.s.data() + int64_t(i0) * kWindow + segs[i].first);
-    }
+    windowKeyRows<T>(pool, segs, nseg, D, krows);
+    for (int i0 = 0; i0 < nq; i0 += 4)
+      scoreRows<T>(w.q.data() + int64_t(i0) * D, std::min(4, nq - i0), D, krows, n, w.s.data() + int64_t(i0) * kWindow);
     // Keys past a row's own position are masked; only windows reaching past the tile's
     // first row need it.
     if (c + n > firstPos + 1) {

@@ -413,7 +413,7 @@ void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
     decodeCases += 2;
   }
   if (longCtx) {
-    // ~1M tokens in one sequence: element offsets pass 2^31 with 2 KV heads x 128 x 2 (K,V).
+    // ~1M tokens in one sequence: element offsets pass 2^31 (8 KV heads x 128 x 256-token blocks).
     KVLayout L;
     L.dtype = DType::F16;
     L.headDim = 128;
