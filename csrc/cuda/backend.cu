@@ -330,6 +330,7 @@ class CudaBackend final : public Backend {
     a.scale = effectiveScale(o->scale, L.headDim);
     a.rows.count = o->batch;
     a.rows.maxCtx = o->contextLens.empty() ? 0 : *std::max_element(o->contextLens.begin(), o->contextLens.end());
+    KVCAKE_CUDA("set device", cudaSetDevice(device_));  // the split reads this device's occupancy
     const cuda::DecodeSplit sp = cuda::planDecodeSplit(a, numSMs_);
     MetaLayout ml;
     const size_t offTables = ml.add<int32_t>(o->blockTables.size());
@@ -540,6 +541,7 @@ class CudaBackend final : public Backend {
     a.scale = scale;
     a.rows.count = totalQ;
     a.rows.maxCtx = maxCtx;
+    KVCAKE_CUDA("set device", cudaSetDevice(device_));  // the split reads this device's occupancy
     const cuda::DecodeSplit sp = cuda::planDecodeSplit(a, numSMs_);
     MetaLayout ml;
     const size_t offTables = ml.add<int32_t>(o->blockTables.size());

@@ -1,10 +1,23 @@
 // Decode dispatch: split-KV planning and the per-dtype launch.
+#include <algorithm>
 #include <cstdlib>
 
 #include "cuda/decode.cuh"
 
 namespace kvcake {
 namespace cuda {
+
+namespace {
+
+int residentPerSM(const DecodeArgs& a, int G) {
+  switch (a.layout.dtype) {
+    case DType::F32: return decodeOccupancyF32(a.layout.headDim, G);
+    case DType::F16: return decodeOccupancyF16(a.layout.headDim, G);
+    default: return decodeOccupancyBF16(a.layout.headDim, G);
+  }
+}
+
+}  // namespace
 
 DecodeSplit planDecodeSplit(const DecodeArgs& a, int numSMs) {
   DecodeSplit sp;
@@ -17,12 +30,28 @@ DecodeSplit planDecodeSplit(const DecodeArgs& a, int numSMs) {
     const long forced = std::strtol(env, nullptr, 10);
     if (forced >= 1) parts = forced;
   } else if (maxCtx > 512 && ctas > 0) {
-    // Aim for several resident CTAs per SM (enough loads in flight to cover HBM latency),
-    // but keep each partition at >= 256 keys so the reduce stays small next to the scan.
-    const int64_t target = int64_t(numSMs > 0 ? numSMs : 1) * 6;
-    parts = (target + ctas - 1) / ctas;
+    // Split only while the rows alone fill fewer than ~4 waves of resident CTAs, keep each
+    // partition at >= 256 keys (the reduce stays small next to the scan), and among the
+    // counts that give at least one full wave pick the smallest whose last wave is nearly
+    // full (uniform rows make the wave tail the whole loss).
+    int perSM = residentPerSM(a, G);
+    if (perSM < 1) perSM = 2;
+    const int64_t resident = int64_t(numSMs > 0 ? numSMs : 1) * perSM;
     const int64_t maxByLen = (int64_t(maxCtx) + 255) / 256;
-    if (parts > maxByLen) parts = maxByLen;
+    if (ctas < 4 * resident && maxByLen > 1) {
+      const int64_t pMin = std::min<int64_t>((resident + ctas - 1) / ctas, maxByLen);
+      const int64_t pMax = std::min<int64_t>(maxByLen, 8 * pMin);
+      double bestEff = -1;
+      for (int64_t p = pMin; p <= pMax; ++p) {
+        const int64_t n = ctas * p;
+        const double eff = double(n) / double(((n + resident - 1) / resident) * resident);
+        if (eff > bestEff + 1e-9) {
+          bestEff = eff;
+          parts = p;
+        }
+        if (eff >= 0.95) break;
+      }
+    }
   }
   if (parts > 1024) parts = 1024;
   if (parts < 1 || maxCtx <= 0) parts = 1;

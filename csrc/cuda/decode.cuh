@@ -327,10 +327,43 @@ void launchDecodeTyped(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, f
   }
 }
 
+// Resident CTAs per SM of the kernel a shape runs (0 when CUDA cannot say), for the split.
+template <typename T, int D, int GQ>
+int decodeOccupancyT() {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decodeKernel<T, D, GQ>, kDecodeThreads, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+template <typename T, int D>
+int decodeOccupancyD(int G) {
+  switch (decodeGroupWidth(G)) {
+    case 1: return decodeOccupancyT<T, D, 1>();
+    case 2: return decodeOccupancyT<T, D, 2>();
+    case 4: return decodeOccupancyT<T, D, 4>();
+    default: return decodeOccupancyT<T, D, 8>();
+  }
+}
+template <typename T>
+int decodeOccupancyTyped(int headDim, int G) {
+  switch (headDim) {
+    case 64: return decodeOccupancyD<T, 64>(G);
+    case 80: return decodeOccupancyD<T, 80>(G);
+    case 96: return decodeOccupancyD<T, 96>(G);
+    case 128: return decodeOccupancyD<T, 128>(G);
+    default: return decodeOccupancyD<T, 256>(G);
+  }
+}
+
 // Per-dtype entry points (one translation unit each, so they compile in parallel).
 void launchDecodeF32(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, float* wsLse, cudaStream_t stream);
 void launchDecodeF16(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, float* wsLse, cudaStream_t stream);
 void launchDecodeBF16(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, float* wsLse, cudaStream_t stream);
+int decodeOccupancyF32(int headDim, int G);
+int decodeOccupancyF16(int headDim, int G);
+int decodeOccupancyBF16(int headDim, int G);
 
 }  // namespace cuda
 }  // namespace kvcake

@@ -8,5 +8,7 @@ void launchDecodeBF16(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, fl
   launchDecodeTyped<__nv_bfloat16>(a, sp, wsO, wsLse, stream);
 }
 
+int decodeOccupancyBF16(int headDim, int G) { return decodeOccupancyTyped<__nv_bfloat16>(headDim, G); }
+
 }  // namespace cuda
 }  // namespace kvcake

@@ -8,5 +8,7 @@ void launchDecodeF16(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, flo
   launchDecodeTyped<__half>(a, sp, wsO, wsLse, stream);
 }
 
+int decodeOccupancyF16(int headDim, int G) { return decodeOccupancyTyped<__half>(headDim, G); }
+
 }  // namespace cuda
 }  // namespace kvcake

@@ -8,5 +8,7 @@ void launchDecodeF32(const DecodeArgs& a, const DecodeSplit& sp, float* wsO, flo
   launchDecodeTyped<float>(a, sp, wsO, wsLse, stream);
 }
 
+int decodeOccupancyF32(int headDim, int G) { return decodeOccupancyTyped<float>(headDim, G); }
+
 }  // namespace cuda
 }  // namespace kvcake

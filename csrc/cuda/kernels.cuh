@@ -48,9 +48,10 @@ struct DecodeSplit {
   int32_t partitionKeys = 0;  // keys per partition
   size_t workspaceBytes = 0;
 };
-// Heuristic: split only when rows * kvHeads leaves the SMs underfed and the context is
-// long enough for each partition to stream a useful amount. KVCAKE_CUDA_DECODE_PARTITIONS
-// (an integer >= 1) forces the partition count, for tuning.
+// Heuristic: split only when the (row, KV head) CTAs fill fewer than ~4 waves of resident
+// CTAs (occupancy of the kernel the shape runs x numSMs) and each partition keeps >= 256
+// keys; among the counts giving at least one wave, the smallest with a nearly full last
+// wave. KVCAKE_CUDA_DECODE_PARTITIONS (an integer >= 1) forces the count, for tuning.
 DecodeSplit planDecodeSplit(const DecodeArgs& a, int numSMs);
 void launchDecode(const DecodeArgs& a, const DecodeSplit& split, void* workspace, cudaStream_t stream);
 
