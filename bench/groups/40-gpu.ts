@@ -71,7 +71,8 @@ async function prefillCase(be: Backend, S: number, heads: number, kvHeads: numbe
   const nb = Math.ceil(S / blockSize);
   const pool = be.createPool({ tier: 'device', numBlocks: nb, numKvHeads: kvHeads, headDim, blockSize, dtype: 'bf16' });
   const k = randomBf16(S * kvHeads * headDim, 3);
-  await be.appendKV({ pool, k, v: k, slotMapping: Int32Array.from({ length: S }, (_, i) => i) });
+  const v = randomBf16(S * kvHeads * headDim, 4);
+  await be.appendKV({ pool, k, v, slotMapping: Int32Array.from({ length: S }, (_, i) => i) });
   const q = be.tensorFrom(randomBf16(S * heads * headDim, 5), 'bf16', [S, heads, headDim]);
   const out = be.tensor({ dtype: 'bf16', shape: [S, heads, headDim] });
   const blockTables = Int32Array.from({ length: nb }, (_, i) => i);

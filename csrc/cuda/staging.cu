@@ -10,9 +10,13 @@ namespace {
 
 constexpr size_t kMinSlab = size_t(64) << 10;
 constexpr size_t kMaxFreeSlabs = 32;
+// Slabs above this size (bulk tensor reads and writes) are sized to fit (2 MiB granules)
+// and freed after use rather than kept: pinned memory is a shared, limited resource.
+constexpr size_t kMaxKeptSlab = size_t(64) << 20;
 
 size_t roundCap(size_t n) {
   if (n == 0) return 0;
+  if (n > kMaxKeptSlab) return (n + (size_t(2) << 20) - 1) / (size_t(2) << 20) * (size_t(2) << 20);
   size_t c = kMinSlab;
   while (c < n) c *= 2;
   return c;
@@ -76,7 +80,7 @@ void SlabPool::release(Slab s) {
   if (!s.host && !s.dev) return;
   {
     std::lock_guard<std::mutex> lk(m_);
-    if (free_.size() < kMaxFreeSlabs) {
+    if (free_.size() < kMaxFreeSlabs && s.hostCap <= kMaxKeptSlab && s.devCap <= kMaxKeptSlab) {
       free_.push_back(s);
       return;
     }
