@@ -61,6 +61,9 @@ if [[ ! -x build-cuda/cuda-check ]] && command -v nvcc > /dev/null; then
   step "build cuda-check" 240 "$OUT/cuda-check-build.log" tools/cuda-check/build.sh build-cuda/cuda-check
 fi
 
+# Tests and benchmarks must load the CUDA-capable addon, not a CPU-only build/ that may be newer.
+[[ -f build-cuda/Release/kvcake.node ]] && export KVCAKE_ADDON="$PWD/build-cuda/Release/kvcake.node"
+
 node --import tsx -e "
   import('./lib/index.js').then((m) => {
     console.log('addon:', m.addonPath());
