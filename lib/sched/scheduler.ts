@@ -618,7 +618,10 @@ export class SchedulerCore implements Scheduler {
   private planCakeJointly(now: number): void {
     const cakes: Seq[] = [];
     for (const s of this.running) if (s.cake && !s.cake.done) cakes.push(s);
-    if (cakes.length < 2) {
+    // Once planned jointly, a request stays so after the others finish: its tracker's own
+    // view (its loads on a free store, its front's pace measured in steps shared with other
+    // fronts) is wrong by then, and handing back would re-plan from it.
+    if (cakes.length < 2 && !cakes.some((s) => s.cakeSplit !== undefined)) {
       for (const s of cakes) s.cake!.setSplit(null);
       return;
     }
@@ -665,6 +668,7 @@ export class SchedulerCore implements Scheduler {
     }
     if (jobs.length === 0) return;
     const plan = planCake({ now, storageFreeAt: storageFree, jobs, fixed, previous: planned.map((s, i) => s.cakeSplit ?? jobs[i].last) });
+    if (process.env.PLANLOG) console.log("PLAN", now.toFixed(4), "store", storageFree.toFixed(4), "dil", dil.toFixed(3), JSON.stringify(jobs.map((j) => ({ f: j.first, l: j.last, fr: [j.front[0], j.front[j.front.length - 1]], ca: j.computeAll, lt: j.loadTime, la: j.loadsLandAt, su: j.suffix }))), JSON.stringify(fixed), [...plan.splits], plan.total.toFixed(3), plan.computeOnly.toFixed(3), plan.loadOnly.toFixed(3), [...plan.finish].map((x) => x.toFixed(3)));
     planned.forEach((s, i) => {
       s.cakeSplit = plan.splits[i];
       s.cake!.setSplit(plan.splits[i]);
