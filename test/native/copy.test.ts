@@ -130,6 +130,26 @@ forEachBackend('block copies', (test, be) => {
     host.release();
   });
 
+  test('a long chain of copies across queues, ordered only by waitFor', async () => {
+    const b = be();
+    const rng = new Rng(16);
+    const n = 8;
+    const image = randomImage(rng, n);
+    const dev = pool(b, 'device', n);
+    const host = pool(b, 'host', n);
+    let last = dev.write(image);
+    // Each hop moves every block one slot along (i -> i+1 mod n) and alternates
+    // direction, so the final placement is wrong if any hop ran before the previous one.
+    const hops = 60;
+    const pairs = Int32Array.from({ length: 2 * n }, (_, i) => (i % 2 === 0 ? i >> 1 : ((i >> 1) + 1) % n));
+    for (let h = 0; h < hops; h++) last = h % 2 === 0 ? b.copyBlocks(dev, host, pairs, { waitFor: [last] }) : b.copyBlocks(host, dev, pairs, { waitFor: [last] });
+    await last;
+    const got = (await dev.read()) as Uint16Array;
+    for (let i = 0; i < n; i++) sameBlock(got, (i + hops) % n, image, i, 'after the chain');
+    dev.release();
+    host.release();
+  });
+
   test('releasing pools while their copies are in flight is safe; liveBytes returns to baseline', async () => {
     const b = be();
     const baseDev = b.liveBytes('device');
