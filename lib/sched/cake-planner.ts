@@ -165,6 +165,26 @@ export function planCake(input: PlanInput): CakePlan {
   const computeOnly = evaluatePlan(input, hi);
   const loadOnly = evaluatePlan(input, lo);
   const starts: Int32Array[] = [hi, lo];
+  // Greedy in FCFS order: each request's best split given the ones before it, with the later
+  // ones left computing (or loading) everything; the earlier a request, the more its choice
+  // shapes everyone's queues, so this start is often near the optimum's basin.
+  for (const rest of [hi, lo]) {
+    const g = rest.slice();
+    for (let j = 0; j < n; j++) {
+      let bestK = g[j];
+      let bestV = evaluatePlan(input, g);
+      for (let k = jobs[j].first; k <= jobs[j].last; k++) {
+        g[j] = k;
+        const v = evaluatePlan(input, g);
+        if (v < bestV - 1e-12) {
+          bestV = v;
+          bestK = k;
+        }
+      }
+      g[j] = bestK;
+    }
+    starts.push(g);
+  }
   if (input.previous && input.previous.length === n) {
     starts.push(Int32Array.from(jobs, (j, i) => Math.min(j.last, Math.max(j.first, input.previous![i]))));
   }
@@ -213,7 +233,7 @@ function improve(input: PlanInput, s: Int32Array): number {
     for (let a = 0; a < n; a++) {
       for (let b = 0; b < n; b++) {
         if (a === b) continue;
-        for (let d = 1; d <= 4; d++) {
+        for (let d = 1; d <= jobs[a].last - jobs[a].first; d++) {
           const ka = s[a] + d;
           const kb = s[b] - d;
           if (ka > jobs[a].last || kb < jobs[b].first) break;

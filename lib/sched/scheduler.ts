@@ -668,7 +668,6 @@ export class SchedulerCore implements Scheduler {
     }
     if (jobs.length === 0) return;
     const plan = planCake({ now, storageFreeAt: storageFree, jobs, fixed, previous: planned.map((s, i) => s.cakeSplit ?? jobs[i].last) });
-    if (process.env.PLANLOG) console.log("PLAN", now.toFixed(4), "store", storageFree.toFixed(4), "dil", dil.toFixed(3), JSON.stringify(jobs.map((j) => ({ f: j.first, l: j.last, fr: [j.front[0], j.front[j.front.length - 1]], ca: j.computeAll, lt: j.loadTime, la: j.loadsLandAt, su: j.suffix }))), JSON.stringify(fixed), [...plan.splits], plan.total.toFixed(3), plan.computeOnly.toFixed(3), plan.loadOnly.toFixed(3), [...plan.finish].map((x) => x.toFixed(3)));
     planned.forEach((s, i) => {
       s.cakeSplit = plan.splits[i];
       s.cake!.setSplit(plan.splits[i]);
