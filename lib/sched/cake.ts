@@ -34,7 +34,9 @@
 // estimates.storageFreeAt and estimates.computeFreeAt, and the planner starts its loads and
 // its front there. That corrects each tracker's view, not the joint schedule: splits chosen
 // one request at a time are not jointly best (when compute is scarce, every front that opts
-// to compute queues behind the others), which needs a planner over all prefix requests.
+// to compute queues behind the others). So with several Cake requests in flight the
+// scheduler core plans them together (cake-planner.ts) and imposes each split with setSplit;
+// a tracker's own planning is then unused, and it serves a lone request.
 //
 // The front reaching a chunk that is in flight. The front never computes a chunk whose load
 // was issued: the load cannot be revoked (plans have no cancel), so computing it would spend
