@@ -204,8 +204,23 @@ export const group: BenchGroup = {
       }
     }
     ctx.table(`decode attention on ${be.name} (${be.deviceName}), headDim 128, blockSize 16, shuffled block tables`, rows);
+
+    // Fixed cost of one op as a serving loop sees it: issue, queue, complete, settle the
+    // Promise on the JS thread. A one-block copy and a zero-length decode carry no work.
+    const tiny = be.createPool({ tier: 'device', numBlocks: 2, numKvHeads: 1, headDim: 64, blockSize: 8, dtype: 'fp16' });
+    const tq = be.tensor({ dtype: 'fp16', shape: [1, 1, 64] });
+    const to = be.tensor({ dtype: 'fp16', shape: [1, 1, 64] });
+    const one = new Int32Array([0, 1]);
+    const empty = { pool: tiny, q: tq, out: to, blockTables: new Int32Array(1), tableStride: 1, contextLens: new Int32Array([0]), numHeads: 1 };
+    const [tCopy1, tDecode0] = await alternate([() => be.copyBlocks(tiny, tiny, one), () => be.decode(empty)]);
+    for (const x of [tiny, tq, to]) x.release();
+    ctx.table('per-op round trip (issue -> Promise settled)', [
+      { op: 'copyBlocks, one 2 KiB block', 'µs': tCopy1 * 1e6 },
+      { op: 'decode, one empty sequence', 'µs': tDecode0 * 1e6 },
+    ]);
     ctx.record('backend', { name: be.name, device: be.deviceName });
     return [
+      { metric: `per-op round trip, empty decode (${be.name})`, value: `${(tDecode0 * 1e6).toFixed(0)} µs` },
       {
         metric: `decode bandwidth / memcpy, fp16, ctx >= 4K (worst point, ${be.name})`,
         value: `${worst.toFixed(2)}x`,
