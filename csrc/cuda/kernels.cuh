@@ -55,8 +55,8 @@ struct DecodeSplit {
 DecodeSplit planDecodeSplit(const DecodeArgs& a, int numSMs);
 void launchDecode(const DecodeArgs& a, const DecodeSplit& split, void* workspace, cudaStream_t stream);
 
-// One query tile of the tensor-core prefill kernel: sequence `seq`, rows m0 .. m0+63 of
-// its chunk.
+// One query tile of the tensor-core prefill kernel: sequence `seq`, rows
+// m0 .. m0 + kPrefillTileM - 1 of its chunk.
 struct PrefillTile {
   int32_t seq;
   int32_t m0;
@@ -75,7 +75,7 @@ struct PrefillArgs {
   const PrefillTile* tiles = nullptr;  // [numTiles]
   int32_t numTiles = 0;
 };
-constexpr int kPrefillTileM = 64;
+constexpr int kPrefillTileM = 128;
 // fp16 / bf16 only (the fp32 path goes through launchDecode with one row per query).
 void launchPrefill(const PrefillArgs& a, cudaStream_t stream);
 

@@ -345,6 +345,7 @@ void runChecks(Backend& be) {
   checkPrefill(be, DType::BF16, 128, 8, 2, 4, {200, 64, 3}, {1000, 64, 500});
   checkPrefill(be, DType::F16, 128, 32, 1, 6, {65, 0, 129}, {300, 10, 129});
   checkPrefill(be, DType::F16, 256, 16, 1, 1, {100}, {2100});
+  checkPrefill(be, DType::BF16, 64, 16, 2, 2, {300, 257}, {300, 700});  // several query tiles
   for (Tier s : {Tier::Device, Tier::Host})
     for (Tier d : {Tier::Device, Tier::Host})
       for (const char* m : {"auto", "batch", "memcpy", "kernel"}) checkCopy(be, s, d, m);

@@ -38,8 +38,8 @@ def mma(c, a, b0, b1):
 
 for D, BN in [(64, 64), (80, 64), (96, 64), (128, 64), (256, 32)]:
     LD = D + 8
-    wr0 = 16  # warp 1
-    Qs = rng.standard_normal((64, LD)); Kb = rng.standard_normal((BN, LD)); Vb = rng.standard_normal((BN, LD))
+    wr0 = 112  # the last warp of a 128-row tile
+    Qs = rng.standard_normal((128, LD)); Kb = rng.standard_normal((BN, LD)); Vb = rng.standard_normal((BN, LD))
     s = np.zeros((BN // 8, 32, 4))
     for ks in range(D // 16):
         af = ldmatrix_x4(Qs, lambda ln: (wr0 + (ln & 7) + ((ln >> 3) & 1) * 8, ks * 16 + (ln >> 4) * 8), False)

@@ -1,11 +1,11 @@
 # Host model of prefillKernel's causal tiling (csrc/cuda/prefill.cu) for one (sequence, head):
-# 64-row query tiles, per-warp tile skipping, the mask condition, zero-filled keys past kvEnd,
+# 128-row query tiles, per-warp tile skipping, the mask condition, zero-filled keys past kvEnd,
 # and the online softmax; compared with a direct causal softmax for chunked prefill shapes.
 #   python3 tools/cuda-check/models/prefill.py
 import numpy as np
 rng = np.random.default_rng(2)
 LOG2E = 1.4426950408889634
-BM = 64
+BM = 128
 
 def prefill_seq(Q, K, V, ctx, scale, BN):
     qLen, D = Q.shape
@@ -16,7 +16,7 @@ def prefill_seq(Q, K, V, ctx, scale, BN):
         kvEnd = p0 + m0 + rowsHere
         nTiles = (kvEnd + BN - 1) // BN
         Qt = np.zeros((BM, D)); Qt[:rowsHere] = Q[m0:m0 + rowsHere]
-        for warp in range(4):
+        for warp in range(BM // 16):
             wr0 = warp * 16
             warpMin = p0 + m0 + wr0; warpMax = warpMin + 15
             m = np.full(16, -np.inf); l = np.zeros(16); o = np.zeros((16, D))
