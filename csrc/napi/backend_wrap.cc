@@ -216,7 +216,7 @@ Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
     op.src = t.mem;
     op.offset = 0;
     op.length = size_t(t.numel) * dtypeSize(t.dtype);
-    op.into = std::make_shared<std::vector<uint8_t>>();
+    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[1], &be, "read: waitFor");
     validateRead(op);
     auto into = op.into;
@@ -242,7 +242,7 @@ Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
     op.src = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
     op.length = size_t(count * p.layout.blockBytes());
-    op.into = std::make_shared<std::vector<uint8_t>>();
+    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[3], &be, "readPool: waitFor");
     validateRead(op);
     auto into = op.into;
