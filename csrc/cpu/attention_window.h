@@ -130,29 +130,52 @@ inline void softmaxUpdate(Work& w, int G, int D, int n) {
   }
 }
 
-// acc[g][0 .. 16) += sum_j p[g][j] * V_j[0 .. 16) for GP query vectors: the 2*GP
-// accumulators stay in registers over the window, each converted V vector feeds GP FMAs.
+// acc[g][0 .. 16) += sum_j p[g][j] * V_j[0 .. 16) for GP query vectors: the accumulators
+// stay in registers over the window and each converted V vector feeds GP FMAs. With few
+// query vectors, J rows are in flight at once (separate partial sums) so there are always
+// at least 8 independent FMA chains to hide the FMA latency.
 template <DType T, int GP>
 inline void pvTile(const float* p, const Elem<T>* v, int n, int D, float* acc) {
-  __m256 x[GP][2];
+  constexpr int J = GP == 1 ? 4 : GP <= 3 ? 2 : 1;
+  __m256 x[J][GP][2];
 #pragma GCC unroll 4
   for (int g = 0; g < GP; ++g) {
-    x[g][0] = _mm256_loadu_ps(acc + int64_t(g) * D);
-    x[g][1] = _mm256_loadu_ps(acc + int64_t(g) * D + 8);
+    x[0][g][0] = _mm256_loadu_ps(acc + int64_t(g) * D);
+    x[0][g][1] = _mm256_loadu_ps(acc + int64_t(g) * D + 8);
+#pragma GCC unroll 4
+    for (int u = 1; u < J; ++u) x[u][g][0] = x[u][g][1] = _mm256_setzero_ps();
   }
-  for (int j = 0; j < n; ++j) {
+  int j = 0;
+  for (; j + J <= n; j += J) {
+#pragma GCC unroll 4
+    for (int u = 0; u < J; ++u) {
+      const __m256 v0 = load8<T>(v, int64_t(j + u) * D), v1 = load8<T>(v, int64_t(j + u) * D + 8);
+#pragma GCC unroll 4
+      for (int g = 0; g < GP; ++g) {
+        const __m256 pj = _mm256_broadcast_ss(p + g * kWindow + j + u);
+        x[u][g][0] = _mm256_fmadd_ps(pj, v0, x[u][g][0]);
+        x[u][g][1] = _mm256_fmadd_ps(pj, v1, x[u][g][1]);
+      }
+    }
+  }
+  for (; j < n; ++j) {
     const __m256 v0 = load8<T>(v, int64_t(j) * D), v1 = load8<T>(v, int64_t(j) * D + 8);
 #pragma GCC unroll 4
     for (int g = 0; g < GP; ++g) {
       const __m256 pj = _mm256_broadcast_ss(p + g * kWindow + j);
-      x[g][0] = _mm256_fmadd_ps(pj, v0, x[g][0]);
-      x[g][1] = _mm256_fmadd_ps(pj, v1, x[g][1]);
+      x[0][g][0] = _mm256_fmadd_ps(pj, v0, x[0][g][0]);
+      x[0][g][1] = _mm256_fmadd_ps(pj, v1, x[0][g][1]);
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < GP; ++g) {
-    _mm256_storeu_ps(acc + int64_t(g) * D, x[g][0]);
-    _mm256_storeu_ps(acc + int64_t(g) * D + 8, x[g][1]);
+#pragma GCC unroll 4
+    for (int u = 1; u < J; ++u) {
+      x[0][g][0] = _mm256_add_ps(x[0][g][0], x[u][g][0]);
+      x[0][g][1] = _mm256_add_ps(x[0][g][1], x[u][g][1]);
+    }
+    _mm256_storeu_ps(acc + int64_t(g) * D, x[0][g][0]);
+    _mm256_storeu_ps(acc + int64_t(g) * D + 8, x[0][g][1]);
   }
 }
 
@@ -162,17 +185,18 @@ void pvHeads(const float* p, const Elem<T>* v, int n, int D, float* acc) {
   for (int d = 0; d < D; d += 16) pvTile<T, GP>(p, v + d, n, D, acc + d);
 }
 
-// acc[i] += sum_j p[i][j] * V_j for the n rows of one segment of the window (whose first
-// row is window row `first`), for all nq query vectors.
+// acc[i] += sum_j p[i][j] * V_j for query vectors i in [i0, i0 + nq) and the n rows of one
+// segment of the window (whose first row is window row `first`).
 template <DType T>
-void accumulateSegment(Work& w, int nq, int D, const Elem<T>* v, int n, int first) {
-  const float* p = w.s.data() + first;
+void accumulateSegment(Work& w, int i0, int nq, int D, const Elem<T>* v, int n, int first) {
+  const float* p = w.s.data() + int64_t(i0) * kWindow + first;
+  float* acc = w.acc.data() + int64_t(i0) * D;
   int i = 0;
-  for (; i + 4 <= nq; i += 4) pvHeads<T, 4>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D);
+  for (; i + 4 <= nq; i += 4) pvHeads<T, 4>(p + int64_t(i) * kWindow, v, n, D, acc + int64_t(i) * D);
   switch (nq - i) {
-    case 1: pvHeads<T, 1>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
-    case 2: pvHeads<T, 2>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
-    case 3: pvHeads<T, 3>(p + int64_t(i) * kWindow, v, n, D, w.acc.data() + int64_t(i) * D); break;
+    case 1: pvHeads<T, 1>(p + int64_t(i) * kWindow, v, n, D, acc + int64_t(i) * D); break;
+    case 2: pvHeads<T, 2>(p + int64_t(i) * kWindow, v, n, D, acc + int64_t(i) * D); break;
+    case 3: pvHeads<T, 3>(p + int64_t(i) * kWindow, v, n, D, acc + int64_t(i) * D); break;
     default: break;
   }
 }

@@ -1,7 +1,10 @@
-// Paged decode attention. One task owns (sequence, KV head, context split): it keeps all
-// query heads of the GQA group in fp32 and streams that KV head's rows once, window by
-// window, scoring every query head against each K row while it is in cache and folding V
-// rows into per-head accumulators with an online (running max / running sum) softmax.
+// Paged decode attention. One task owns (sequence, context split) and all of its heads: it
+// walks the split window by window, and for each KV head scores every query head of that
+// GQA group against each K row while the row is in cache, then folds the V rows into
+// per-head accumulators with an online (running max / running sum) softmax. Taking all KV
+// heads of a block together reads each block as one contiguous region (its head runs are
+// adjacent), which streams at near memcpy speed; one KV head per task would touch one
+// small run per block and lose about half the bandwidth to page and prefetcher misses.
 // Long contexts with few sequences are split so every core has work; the splits' partial
 // results are merged with the log-sum-exp rule afterwards.
 #include <algorithm>
@@ -26,44 +29,53 @@ struct Item {
 };
 
 template <DType T>
-void decodeTask(const DecodeArgs& a, const Item& it, int kvh, float* partAcc, float* partML) {
+void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* partML) {
   const KVLayout& L = a.layout;
-  const int D = L.headDim, G = a.numHeads / L.numKvHeads;
+  const int D = L.headDim, H = a.numHeads, G = H / L.numKvHeads;
   const auto* pool = static_cast<const Elem<T>*>(a.pool);
   Work& w = work();
-  w.prepare(G, D);
-  const int64_t qOff = (int64_t(it.seq) * a.numHeads + int64_t(kvh) * G) * D;
+  w.prepare(H, D);
+  const int64_t qOff = int64_t(it.seq) * H * D;
   const float qScale = a.scale * kLog2e;
-  for (int64_t i = 0; i < int64_t(G) * D; i += 8)
+  for (int64_t i = 0; i < int64_t(H) * D; i += 8)
     _mm256_storeu_ps(w.q.data() + i, _mm256_mul_ps(_mm256_set1_ps(qScale), load8<T>(a.q, qOff + i)));
   const int32_t* table = a.blockTables + int64_t(it.seq) * a.tableStride;
 
+  // Segments are gathered for KV head 0; head h's rows sit h * headStride further on.
   Segment segs[kMaxSegments], next[kMaxSegments];
   const Elem<T>* krows[kWindow];
-  int nseg = gatherWindow(L, table, kvh, it.begin, it.end, segs);
+  int nseg = gatherWindow(L, table, 0, it.begin, it.end, segs, true);
   for (int64_t c = it.begin; c < it.end;) {
     const int n = windowRows(segs, nseg);
-    const int nnext = gatherWindow(L, table, kvh, c + n, it.end, next);
-    prefetchWindow(a.pool, next, nnext, D, sizeof(Elem<T>));
-    windowKeyRows<T>(pool, segs, nseg, D, krows);
-    for (int g0 = 0; g0 < G; g0 += 8)
-      scoreRows<T>(w.q.data() + int64_t(g0) * D, std::min(8, G - g0), D, krows, n, w.s.data() + int64_t(g0) * kWindow);
-    softmaxUpdate(w, G, D, n);
-    for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, G, D, pool + segs[i].v, segs[i].rows, segs[i].first);
+    const int nnext = gatherWindow(L, table, 0, c + n, it.end, next, true);
+    for (int h = 0; h < L.numKvHeads; ++h) {
+      const int64_t ho = int64_t(h) * L.headStride();
+      windowKeyRows<T>(pool + ho, segs, nseg, D, krows);
+      const float* q = w.q.data() + int64_t(h) * G * D;
+      float* s = w.s.data() + int64_t(h) * G * kWindow;
+      for (int g0 = 0; g0 < G; g0 += 8)
+        scoreRows<T>(q + int64_t(g0) * D, std::min(8, G - g0), D, krows, n, s + int64_t(g0) * kWindow);
+    }
+    softmaxUpdate(w, H, D, n);
+    for (int h = 0; h < L.numKvHeads; ++h) {
+      const int64_t ho = int64_t(h) * L.headStride();
+      for (int i = 0; i < nseg; ++i)
+        accumulateSegment<T>(w, h * G, G, D, pool + ho + segs[i].v, segs[i].rows, segs[i].first);
+    }
     std::copy(next, next + nnext, segs);
     nseg = nnext;
     c += n;
   }
   if (it.partial < 0) {
-    for (int g = 0; g < G; ++g) {
-      const __m256 inv = _mm256_set1_ps(w.l[g] > 0.f ? 1.f / w.l[g] : 0.f);
+    for (int h = 0; h < H; ++h) {
+      const __m256 inv = _mm256_set1_ps(w.l[h] > 0.f ? 1.f / w.l[h] : 0.f);
       for (int d = 0; d < D; d += 8)
-        store8<T>(a.out, qOff + int64_t(g) * D + d, _mm256_mul_ps(inv, _mm256_loadu_ps(w.acc.data() + int64_t(g) * D + d)));
+        store8<T>(a.out, qOff + int64_t(h) * D + d, _mm256_mul_ps(inv, _mm256_loadu_ps(w.acc.data() + int64_t(h) * D + d)));
     }
   } else {
-    const int64_t slot = it.partial * a.numHeads + int64_t(kvh) * G;
-    std::copy(w.acc.begin(), w.acc.begin() + int64_t(G) * D, partAcc + slot * D);
-    for (int g = 0; g < G; ++g) partML[(slot + g) * 2] = w.m[g], partML[(slot + g) * 2 + 1] = w.l[g];
+    const int64_t slot = it.partial * H;
+    std::copy(w.acc.begin(), w.acc.begin() + int64_t(H) * D, partAcc + slot * D);
+    for (int h = 0; h < H; ++h) partML[(slot + h) * 2] = w.m[h], partML[(slot + h) * 2 + 1] = w.l[h];
   }
 }
 
@@ -99,7 +111,7 @@ void decodeTyped(const DecodeArgs& a, ThreadPool& pool) {
   // Aim for several tasks per thread so uneven sequence lengths still balance; splits are
   // whole blocks so a split never starts mid-block.
   const int64_t targetTasks = int64_t(pool.size()) * 4;
-  int64_t splitTokens = std::max<int64_t>(kMinSplitTokens, (total * L.numKvHeads + targetTasks - 1) / targetTasks);
+  int64_t splitTokens = std::max<int64_t>(kMinSplitTokens, (total + targetTasks - 1) / targetTasks);
   splitTokens = (splitTokens + L.blockSize - 1) / L.blockSize * L.blockSize;
 
   std::vector<Item> items;
@@ -119,10 +131,8 @@ void decodeTyped(const DecodeArgs& a, ThreadPool& pool) {
       items.push_back(Item{b, i * splitTokens, std::min(n, (i + 1) * splitTokens), partials++});
   }
   std::vector<float> partAcc(size_t(partials) * a.numHeads * L.headDim), partML(size_t(partials) * a.numHeads * 2);
-  const int64_t kvHeads = L.numKvHeads;
-  pool.parallelFor(int64_t(items.size()) * kvHeads, [&](int64_t t) {
-    decodeTask<T>(a, items[size_t(t / kvHeads)], int(t % kvHeads), partAcc.data(), partML.data());
-  });
+  pool.parallelFor(int64_t(items.size()),
+                   [&](int64_t t) { decodeTask<T>(a, items[size_t(t)], partAcc.data(), partML.data()); });
   if (splitSeqs.empty()) return;
   pool.parallelFor(int64_t(splitSeqs.size()), [&](int64_t i) {
     const SplitSeq& s = splitSeqs[size_t(i)];

@@ -66,7 +66,7 @@ void prefillTile(const PrefillArgs& a, const Tile& t, int kvh) {
       }
     }
     softmaxUpdate(w, nq, D, n);
-    for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, nq, D, pool + segs[i].v, segs[i].rows, segs[i].first);
+    for (int i = 0; i < nseg; ++i) accumulateSegment<T>(w, 0, nq, D, pool + segs[i].v, segs[i].rows, segs[i].first);
     std::copy(next, next + nnext, segs);
     nseg = nnext;
     c += n;

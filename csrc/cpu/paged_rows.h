@@ -22,10 +22,16 @@ struct Segment {
 };
 
 // Segments covering positions [begin, min(end, begin + kWindow)); returns their count.
+// With oneBlock the window also stops at the end of begin's block: a task reading all KV
+// heads then sweeps each block's K half and V half as two contiguous regions.
 inline int gatherWindow(const KVLayout& L, const int32_t* table, int kvHead, int64_t begin,
-                        int64_t end, Segment* out) {
+                        int64_t end, Segment* out, bool oneBlock = false) {
   int n = 0, rows = 0;
-  const int64_t stop = begin + kWindow < end ? begin + kWindow : end;
+  int64_t stop = begin + kWindow < end ? begin + kWindow : end;
+  if (oneBlock) {
+    const int64_t blockEnd = (begin / L.blockSize + 1) * L.blockSize;
+    stop = blockEnd < stop ? blockEnd : stop;
+  }
   for (int64_t p = begin; p < stop;) {
     const int64_t block = table[p / L.blockSize];
     const int tok = int(p % L.blockSize);
@@ -40,8 +46,9 @@ inline int gatherWindow(const KVLayout& L, const int32_t* table, int kvHead, int
 
 inline int windowRows(const Segment* s, int n) { return n ? s[n - 1].first + s[n - 1].rows : 0; }
 
-// Touches the window's K and V lines so the block-table jump to a new block does not stall
-// the stream (hardware prefetchers stop at block, usually page, boundaries).
+// Pulls the next window's K and V lines into L2 while the current window is computed, so
+// the block-table jump to a new block does not stall the stream (hardware prefetchers stop
+// at block, usually page, boundaries). L2, not L1: a window is as large as L1 itself.
 inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDim, size_t elemBytes) {
   const char* base = static_cast<const char*>(pool);
   for (int i = 0; i < n; ++i) {
@@ -49,8 +56,8 @@ inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDi
     const char* k = base + s[i].k * int64_t(elemBytes);
     const char* v = base + s[i].v * int64_t(elemBytes);
     for (int64_t o = 0; o < bytes; o += 64) {
-      _mm_prefetch(k + o, _MM_HINT_T0);
-      _mm_prefetch(v + o, _MM_HINT_T0);
+      _mm_prefetch(k + o, _MM_HINT_T1);
+      _mm_prefetch(v + o, _MM_HINT_T1);
     }
   }
 }
