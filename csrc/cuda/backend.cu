@@ -312,7 +312,8 @@ class CudaBackend final : public Backend {
     const int32_t n = int32_t(o->slots.size());
     MetaLayout ml;
     const size_t offSlots = ml.add<int32_t>(n);
-    return enqueue(Queue::Compute, "append", deps, o, ml.size(), 0, [&](cudaStream_t st, const Slab& slab) {
+    return enqueue(Queue::Compute, "append", deps, o, ml.size(), ml.size(), [&](cudaStream_t st, const Slab& slab) {
+      if (n == 0) return;
       std::memcpy(hostAt(slab, offSlots), o->slots.data(), size_t(n) * sizeof(int32_t));
       upload(slab, ml.size(), st);
       cuda::launchAppend(o->pool.layout, viewOf(o->pool.mem, "pool"), viewOf(o->k.mem, "k tensor"),
@@ -359,7 +360,6 @@ class CudaBackend final : public Backend {
 
     // Query tiles, longest causal span first so the tail of the grid is short work.
     std::vector<cuda::PrefillTile> tiles;
-    std::vector<int32_t> work;
     for (int32_t b = 0; b < o->batch; ++b) {
       const int32_t qLen = o->qStartLoc[b + 1] - o->qStartLoc[b];
       for (int32_t m0 = 0; m0 < qLen; m0 += cuda::kPrefillTileM) tiles.push_back({b, m0});
@@ -409,12 +409,17 @@ class CudaBackend final : public Backend {
     auto o = std::make_shared<CopyOp>(std::move(op));
     const Queue q = copyQueue(o->src.mem->tier, o->dst.mem->tier);
     const int64_t blockBytes = o->src.layout.blockBytes();
-    // Coalesce consecutive (src, dst) pairs into runs of whole blocks.
-    std::vector<int64_t> runs;  // (srcOff, dstOff, bytes) triples
+    // Sort by destination and coalesce pairs whose source and destination both continue the
+    // previous one into runs of whole blocks (order is free: destinations are distinct and,
+    // within one pool, never a source).
     const size_t nPairs = o->pairs.size() / 2;
+    std::vector<std::pair<int32_t, int32_t>> sortedPairs(nPairs);  // (dst, src)
+    for (size_t i = 0; i < nPairs; ++i) sortedPairs[i] = {o->pairs[2 * i + 1], o->pairs[2 * i]};
+    std::sort(sortedPairs.begin(), sortedPairs.end());
+    std::vector<int64_t> runs;  // (srcOff, dstOff, bytes) triples
     int64_t maxRun = 0;
     for (size_t i = 0; i < nPairs; ++i) {
-      const int64_t s = int64_t(o->pairs[2 * i]) * blockBytes, d = int64_t(o->pairs[2 * i + 1]) * blockBytes;
+      const int64_t s = int64_t(sortedPairs[i].second) * blockBytes, d = int64_t(sortedPairs[i].first) * blockBytes;
       const size_t n = runs.size();
       if (n >= 3 && runs[n - 3] + runs[n - 1] == s && runs[n - 2] + runs[n - 1] == d) {
         runs[n - 1] += blockBytes;
