@@ -9,8 +9,10 @@
 #   1. nvidia-smi and the addon's view of CUDA (cudaInfo)
 #   2. the full test suite (every native test runs on cpu and cuda when CUDA is usable)
 #   3. the standalone checker (randomized kernels vs a CPU reference, then timings)
-#   4. compute-sanitizer memcheck on the native tests
-#   5. benchmarks on the CUDA backend (the default suite, GPU group included)
+#   4. the GPU benchmark group
+#   5. compute-sanitizer memcheck on the checker and on the native tests
+#   6. the host models of the kernels (when numpy is there)
+#   7. every benchmark group on the CUDA backend, with what is left of the budget
 # Logs and JSON go to $OUT (or ./gpu-out). Exit status: number of failed steps.
 set -u
 OUT="${OUT:-$PWD/gpu-out}"
@@ -78,24 +80,36 @@ node --import tsx -e "
 step "tests (cpu + cuda)" 170 "$OUT/tests.log" node scripts/test.mjs
 
 if [[ -x build-cuda/cuda-check ]]; then
-  step "cuda-check (kernels vs CPU reference, timings)" 150 "$OUT/cuda-check.log" build-cuda/cuda-check
+  step "cuda-check (kernels vs CPU reference, timings)" 120 "$OUT/cuda-check.log" build-cuda/cuda-check
 else
   note "SKIP  cuda-check (build-cuda/cuda-check was not built)"
 fi
 
+rm -f bench/results/*.json
+# The GPU group early, so its numbers exist even if a later step eats the budget.
+step "bench gpu group (--backend cuda)" 90 "$OUT/bench-gpu.log" node --import tsx bench/run.ts --backend cuda gpu
+cp bench/results/*.json "$OUT/" 2> /dev/null || true
+
 SAN="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -n 1)"
 if [[ -n "$SAN" ]]; then
-  step "compute-sanitizer memcheck (native tests)" 150 "$OUT/memcheck.log" \
+  if [[ -x build-cuda/cuda-check ]]; then
+    step "compute-sanitizer memcheck (cuda-check --check)" 100 "$OUT/memcheck-cuda-check.log" \
+      "$SAN" --tool memcheck --error-exitcode 86 --print-limit 20 build-cuda/cuda-check --check
+  fi
+  step "compute-sanitizer memcheck (native tests)" 130 "$OUT/memcheck-tests.log" \
     "$SAN" --tool memcheck --target-processes all --error-exitcode 86 --print-limit 20 node scripts/test.mjs native
 else
   note "SKIP  compute-sanitizer (not installed)"
 fi
 
-rm -f bench/results/*.json
-# Every group on the CUDA backend (native groups use it; simulator groups do not care).
-# Groups run in file order and each writes its JSON when done, so a cut-off run keeps
-# what finished (40-gpu comes before the simulator groups).
-step "benchmarks (--backend cuda)" 240 "$OUT/bench.log" node --import tsx bench/run.ts --backend cuda
+if python3 -c 'import numpy' 2> /dev/null; then
+  step "kernel models (tools/cuda-check/models)" 30 "$OUT/models.log" \
+    bash -c 'for f in tools/cuda-check/models/*.py; do python3 "$f" || exit 1; done'
+fi
+
+# Every group on the CUDA backend (native groups use it; simulator groups do not care),
+# with what is left of the budget; each group writes its JSON when done.
+step "benchmarks, all groups (--backend cuda)" 240 "$OUT/bench.log" node --import tsx bench/run.ts --backend cuda
 cp bench/results/*.json "$OUT/" 2> /dev/null || true
 
 note "gpu-check: $FAILED failed step(s), $(( SECONDS - START )) s; logs in $OUT"
