@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/thread_pool.h"
+#include "core/completion_event.h"
 #include "core/validate.h"
 #include "cpu/kernels.h"
 
@@ -45,39 +46,7 @@ class CpuMemory final : public Memory {
   std::shared_ptr<Accounting> acct_;
 };
 
-class CpuEvent final : public Event {
- public:
-  void onComplete(std::function<void(const std::string&)> cb) override {
-    std::unique_lock<std::mutex> lk(m_);
-    if (!done_) {
-      cbs_.push_back(std::move(cb));
-      return;
-    }
-    std::string err = error_;
-    lk.unlock();
-    cb(err);
-  }
-  bool ready() override {
-    std::lock_guard<std::mutex> lk(m_);
-    return done_;
-  }
-  void complete(std::string error) {
-    std::vector<std::function<void(const std::string&)>> cbs;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      done_ = true;
-      error_ = std::move(error);
-      cbs.swap(cbs_);
-    }
-    for (auto& cb : cbs) cb(error_);
-  }
-
- private:
-  std::mutex m_;
-  bool done_ = false;
-  std::string error_;
-  std::vector<std::function<void(const std::string&)>> cbs_;
-};
+using CpuEvent = CompletionEvent;
 
 // Blocks the calling (queue worker) thread until `e` completes; returns its error. Works
 // for any Event, so a dependency need not come from this backend's own queues.

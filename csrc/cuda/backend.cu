@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "core/backend.h"
+#include "core/completion_event.h"
 #include "core/validate.h"
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
@@ -73,7 +74,7 @@ void* viewOf(const MemoryPtr& m, const char* what) {
   return c->view();
 }
 
-class CudaEvent final : public Event {
+class CudaEvent final : public CompletionEvent {
  public:
   CudaEvent(int device, cudaEvent_t ev) : device_(device), ev_(ev) {}
   ~CudaEvent() override {
@@ -82,44 +83,11 @@ class CudaEvent final : public Event {
       cudaEventDestroy(ev_);
     }
   }
-  void onComplete(std::function<void(const std::string&)> cb) override {
-    std::unique_lock<std::mutex> lk(m_);
-    if (!done_) {
-      cbs_.push_back(std::move(cb));
-      return;
-    }
-    std::string err = error_;
-    lk.unlock();
-    cb(err);
-  }
-  bool ready() override {
-    std::lock_guard<std::mutex> lk(m_);
-    return done_;
-  }
-  void complete(std::string error) {
-    std::vector<std::function<void(const std::string&)>> cbs;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      done_ = true;
-      error_ = std::move(error);
-      cbs.swap(cbs_);
-    }
-    for (auto& cb : cbs) cb(error_);
-  }
   cudaEvent_t handle() const { return ev_; }
-  // The error of a completed event ("" while pending or on success).
-  std::string failure() {
-    std::lock_guard<std::mutex> lk(m_);
-    return done_ ? error_ : std::string();
-  }
 
  private:
   int device_;
   cudaEvent_t ev_;
-  std::mutex m_;
-  bool done_ = false;
-  std::string error_;
-  std::vector<std::function<void(const std::string&)>> cbs_;
 };
 
 // What an op leaves behind until its event completes: the op itself (its MemoryPtrs keep
