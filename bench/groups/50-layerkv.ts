@@ -18,13 +18,16 @@
 //   compute-bound one (~1.2-1.5x here). The paper's 11x needs the memory-bound window.
 //
 // Reached vs the paper (default suite, `node --import tsx bench/run.ts layerkv`): mean TTFT
-// up to ~4x (2K: 4.44 -> 1.11 s; target up to 11x), SLO violations 15% fewer over the
-// lengths (target 28.7%), worst throughput loss ~11% at 4K (target <= 3%). What holds it
-// back: in this cost model the window where the baseline is memory-bound but the GPU has
-// compute to spare is narrow (2K-3K at these output lengths); above it every policy is
-// compute-overloaded. The throughput loss comes from preemptions by recompute (39-65 at
-// 3K-4K vs 5 for the baseline): promoted sequences grow past the device blocks and the
-// newest admission is recomputed; a swap-out victim instead of recompute is the next step.
+// up to ~6.6x (2K: 4.44 -> 0.68 s; 3K: 23.2 -> 9.2 s; 4K: 45.8 -> 25.9 s; target up to 11x),
+// SLO violations 21% fewer over the lengths (target 28.7%), no throughput loss (layerkv
+// is 0-9% above the baseline, more with longer contexts; target <= 3% loss). What holds
+// TTFT back: in this cost model the window where the baseline is memory-bound but the GPU has compute to spare
+// is narrow (2K-3K at these output lengths); above it every policy is compute-overloaded.
+// The throughput loss used to be ~11% at 4K, from preemptions by recompute (39-65 at 3K-4K
+// vs 5 for the baseline): the victim was the newest admission, which under LayerKV usually
+// had every layer on the host waiting for promotion, so recomputing it freed no device
+// block (59 of 65 at 4K) and the loop went on to the next. The victim is now the newest
+// sequence that holds device blocks: 3-5 preemptions, as many as the baseline's.
 // TPOT stays within the 0.2 s SLO on average (0.09-0.17 s; it was 0.47-0.95 s when
 // promotions gated every decode step on PCIe).
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';

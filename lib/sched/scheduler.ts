@@ -692,17 +692,16 @@ export class SchedulerCore implements Scheduler {
   }
 
   /**
-   * The most recently admitted running sequence whose preemption frees device blocks, else
-   * `s` itself. Under LayerKV the newest admissions often keep every layer on the host while
-   * they wait for promotion: recomputing one of them frees no device block and throws away a
-   * whole prefill (bench layerkv, 4K: 59 of 65 preemptions were such victims). With every
+   * The most recently admitted running sequence whose preemption frees device blocks (`s`
+   * itself when it is that one, or when no other is). Under LayerKV the newest admissions
+   * often keep every layer on the host while they wait for promotion: recomputing one of
+   * them frees no device block and throws away a whole prefill (bench layerkv, 4K: 59 of 65 preemptions were such victims). With every
    * layer on the device (baseline, Cake) the newest sequence always holds device blocks, so
    * this is vLLM's choice unchanged.
    */
   private preemptionVictim(s: Seq): Seq {
     for (let i = this.running.length - 1; i >= 0; i--) {
       const r = this.running[i];
-      if (r === s) continue;
       if (r.hold && this.deviceBlocksOf(r.hold.kv) > 0) return r;
     }
     return s;

@@ -51,6 +51,25 @@ test('baseline: FCFS head-of-line, and preemption by recompute of the latest adm
   assert.is(s.kv.device.numUsed, 0);
 });
 
+test('layerkv: the preemption victim is the newest sequence that holds device blocks, not one parked on the host', async () => {
+  // 28 blocks, 3 sequences of 32 tokens (2 blocks a layer, 8 each) growing to 72 tokens.
+  // Step 1: a and b cross a block boundary and c (newest, all device) is recomputed; it comes
+  // back with its layers on the host (the device is full) and waits for promotion. Step 17:
+  // a and b cross the next boundary; c holds no device block, so recomputing it would free
+  // nothing and cost its whole prefill (the old choice recomputed c, then b). b is the victim.
+  const cost = fakeCost({ h2d: 1e6 });
+  const s = createScheduler({ policy: 'layerkv', cost, deviceBlocks: 28, check: true, sloAware: false });
+  const plans: StepPlan[] = [];
+  const r = await simulate({ requests: [req('a', 32, 40), req('b', 32, 40), req('c', 32, 40)], scheduler: s, cost, onStep: (p) => plans.push(p) });
+  const victims = plans.flatMap((p) => p.preempted.map((id) => [p.step, id]));
+  assert.equal(victims, [[1, 'c'], [17, 'b']]);
+  // Every victim gave device blocks back in the step it was preempted.
+  for (const p of plans) for (const id of p.preempted) assert.ok(p.freed.some((f) => f.seq === id && f.tier === 'device'), `${id} freed no device block at step ${p.step}`);
+  assert.is(r.metrics.completed, 3);
+  assert.is(s.kv.device.numUsed, 0);
+  assert.is(s.kv.host.numUsed, 0);
+});
+
 test('interleavedKeep spreads kept layers and keeps the last one first', () => {
   assert.equal(interleavedKeep(8, 2), [false, false, false, true, false, false, false, true]);
   assert.equal(interleavedKeep(4, 4), [true, true, true, true]);
