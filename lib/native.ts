@@ -135,9 +135,10 @@ function load(): { addon: NativeAddon; path: string } {
     return { addon, path: load.resolve ? load.resolve(root) : 'node-gyp-build' };
   } catch (err) {
     throw new Error(
-      'kvcake: the native addon is not built for this platform. Run `npm run build:native` in the kvcake package ' +
-        '(needs python3, make and a C++17 compiler), or reinstall with install scripts enabled ' +
-        `(npm install without --ignore-scripts). Underlying error: ${(err as Error).message}`,
+      'kvcake: no native addon fits this platform (no build/ and no matching prebuild). Build it: ' +
+        '`npm rebuild kvcake` in your project (newer npm skips a dependency\'s install script unless allowed), ' +
+        'or `npm run build:native` in a kvcake checkout; either needs python3, make and a C++17 compiler. ' +
+        `Underlying error: ${(err as Error).message}`,
       { cause: err },
     );
   }
