@@ -136,7 +136,8 @@ function load(): { addon: NativeAddon; path: string } {
   } catch (err) {
     throw new Error(
       'kvcake: no native addon fits this platform (no build/ and no matching prebuild). Build it: ' +
-        '`npm rebuild kvcake` in your project (newer npm skips a dependency\'s install script unless allowed), ' +
+        '`npm rebuild kvcake` in your project (npm 11 skips a dependency\'s install script until ' +
+        '`npm install-scripts approve kvcake`), ' +
         'or `npm run build:native` in a kvcake checkout; either needs python3, make and a C++17 compiler. ' +
         `Underlying error: ${(err as Error).message}`,
       { cause: err },
