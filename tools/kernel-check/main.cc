@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "cpu/kernels.h"
 
 using namespace kvcake;
@@ -470,6 +472,29 @@ std::vector<double> interleavedBest(int reps, const std::vector<std::function<vo
   return best;
 }
 
+// Benchmark buffers allocated the way the CPU backend allocates pools (cpu_backend.cc):
+// large ones 2 MiB-aligned with MADV_HUGEPAGE, so the timings see the backend's TLB
+// behaviour. KC_NO_HUGEPAGE=1 gives plain 4 KiB-page memory for comparison.
+struct PoolBuf {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  explicit PoolBuf(size_t bytes) : n(bytes) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const bool huge = !std::getenv("KC_NO_HUGEPAGE");
+    const size_t align = huge ? kHuge : 64;
+    p = static_cast<uint8_t*>(std::aligned_alloc(align, (bytes + align - 1) / align * align));
+    if (!p) throw std::bad_alloc();
+    if (huge) madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+    std::memset(p, 0, bytes);
+  }
+  PoolBuf(const PoolBuf&) = delete;
+  PoolBuf& operator=(const PoolBuf&) = delete;
+  ~PoolBuf() { std::free(p); }
+  uint8_t* data() { return p; }
+  size_t size() const { return n; }
+  uint8_t& operator[](size_t i) { return p[i]; }
+};
+
 void poolMemcpy(uint8_t* dst, const uint8_t* src, int64_t bytes, ThreadPool& tp) {
   const int n = tp.size();
   tp.parallelFor(n, [&](int64_t i) {
@@ -498,7 +523,7 @@ void benchDecode(ThreadPool& tp, bool full) {
     L.numKvHeads = 8;
     const int64_t blocksPerSeq = ctxLen / L.blockSize;
     L.numBlocks = int32_t(blocksPerSeq * batch);
-    std::vector<uint8_t> pool(size_t(L.poolBytes()));
+    PoolBuf pool(size_t(L.poolBytes()));
     for (size_t i = 0; i < pool.size(); i += 2) {
       const uint16_t h = uint16_t(0x3000 + (rng() & 0x7ff));  // small positive/negative halves
       std::memcpy(&pool[i], &h, 2);
@@ -513,7 +538,7 @@ void benchDecode(ThreadPool& tp, bool full) {
                      batch, numHeads, 0.088f};
     DecodeArgs ident = paged;
     ident.blockTables = identity.data();
-    std::vector<uint8_t> dst(pool.size());
+    PoolBuf dst(pool.size());
     const auto t = interleavedBest(reps, {[&] { decodeAttention(paged, tp); }, [&] { decodeAttention(ident, tp); },
                                           [&] { poolMemcpy(dst.data(), pool.data(), int64_t(pool.size()), tp); }});
     const double tPaged = t[0], tIdent = t[1], tCopy = t[2];
