@@ -50,7 +50,6 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
     const int nnext = gatherWindow(L, table, 0, c + n, it.end, next, true);
     for (int h = 0; h < L.numKvHeads; ++h) {
       const int64_t ho = int64_t(h) * L.headStride();
-      prefetchHeadRuns(pool, next, nnext, 0, ho, D, sizeof(Elem<T>));
       windowKeyRows<T>(pool + ho, segs, nseg, D, krows);
       const float* q = w.q.data() + int64_t(h) * G * D;
       float* s = w.s.data() + int64_t(h) * G * kWindow;
@@ -60,7 +59,6 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
     softmaxUpdate(w, H, D, n);
     for (int h = 0; h < L.numKvHeads; ++h) {
       const int64_t ho = int64_t(h) * L.headStride();
-      prefetchHeadRuns(pool, next, nnext, 1, ho, D, sizeof(Elem<T>));
       for (int i = 0; i < nseg; ++i)
         accumulateSegment<T>(w, h * G, G, D, pool + ho + segs[i].v, segs[i].rows, segs[i].first);
     }

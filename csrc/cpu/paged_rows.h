@@ -62,20 +62,4 @@ inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDi
   }
 }
 
-// Pulls one KV head's rows of a window (K when kv == 0, V when kv == 1; `head` elements past
-// the head-0 offsets in the segments) into L2, one prefetch per cache line. Decode issues
-// this for the next block while it computes the same head of the current one: the shuffled
-// block table jumps to an unrelated address every block, where the hardware prefetcher has
-// to start over (and stops at 4 KiB pages), so without it each block begins with a stall.
-// Spreading the prefetches over the heads keeps only a head run's worth in flight at once.
-inline void prefetchHeadRuns(const void* pool, const Segment* s, int n, int kv, int64_t head, int headDim,
-                             size_t elemBytes) {
-  const char* base = static_cast<const char*>(pool);
-  for (int i = 0; i < n; ++i) {
-    const int64_t bytes = int64_t(s[i].rows) * headDim * int64_t(elemBytes);
-    const char* p = base + ((kv ? s[i].v : s[i].k) + head) * int64_t(elemBytes);
-    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
-  }
-}
-
 }  // namespace kvcake::cpu
