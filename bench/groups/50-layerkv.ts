@@ -52,44 +52,53 @@ export const group: BenchGroup = {
     let worstThroughputLoss = 0;
     let violBase = 0;
     let violLkv = 0;
+    // Near the memory-bound edge one unlucky burst of arrivals moves the baseline's mean
+    // TTFT several-fold, so each point averages several seeds and reports their spread.
+    const seeds = ctx.full ? [42, 43, 44, 45, 46] : [42, 43, 44];
+    let worstSpeedupAtBest = 0;
+    let bestSpeedupAtBest = 0;
     for (const len of lengths) {
-      const requests = synthetic({ n, rate: 1, promptLen: [Math.round(len * 0.9), len], outputLen: OUTPUT_LEN, ttftSlo: TTFT_SLO, tpotSlo: TPOT_SLO, seed: 42 });
-      const res: Record<string, Awaited<ReturnType<typeof simulate>>> = {};
-      for (const policy of ['baseline', 'layerkv'] as const) {
-        ctx.progress(`${policy} at ${len} tokens`);
-        const scheduler = createScheduler({ policy, cost: dep.cost, recordBlockChanges: false });
-        res[policy] = await simulate({ requests, scheduler, deployment: dep });
-        const m = res[policy].metrics;
-        rows.push({
-          context: len,
-          policy,
-          'ttft mean s': m.ttft.mean,
-          'ttft p99 s': m.ttft.p99,
-          'tpot mean s': m.tpot.mean,
-          'tpot p99 s': m.tpot.p99,
-          'slo viol %': 100 * (1 - m.sloAttainment),
-          'ttft viol': m.ttftViolations,
-          'tpot viol': m.tpotViolations,
-          'tok/s': m.throughput.outputTokensPerSec,
-          preempt: scheduler.stats.preemptions,
-        });
+      const agg: Record<string, Record<string, number>> = {};
+      const perSeedSpeedup: number[] = [];
+      for (const seed of seeds) {
+        const requests = synthetic({ n, rate: 1, promptLen: [Math.round(len * 0.9), len], outputLen: OUTPUT_LEN, ttftSlo: TTFT_SLO, tpotSlo: TPOT_SLO, seed });
+        const ttft: Record<string, number> = {};
+        for (const policy of ['baseline', 'layerkv'] as const) {
+          ctx.progress(`${policy} at ${len} tokens, seed ${seed}`);
+          const scheduler = createScheduler({ policy, cost: dep.cost, recordBlockChanges: false });
+          const m = (await simulate({ requests, scheduler, deployment: dep })).metrics;
+          ttft[policy] = m.ttft.mean;
+          const a = (agg[policy] ??= {});
+          const add = (k: string, v: number) => (a[k] = (a[k] ?? 0) + v / seeds.length);
+          add('ttft mean s', m.ttft.mean);
+          add('ttft p99 s', m.ttft.p99);
+          add('tpot mean s', m.tpot.mean);
+          add('tpot p99 s', m.tpot.p99);
+          add('slo viol %', 100 * (1 - m.sloAttainment));
+          add('tok/s', m.throughput.outputTokensPerSec);
+          add('preempt', scheduler.stats.preemptions);
+        }
+        perSeedSpeedup.push(ttft.baseline / ttft.layerkv);
       }
-      const b = res.baseline.metrics;
-      const l = res.layerkv.metrics;
-      const speedup = b.ttft.mean / l.ttft.mean;
+      for (const policy of ['baseline', 'layerkv'] as const) rows.push({ context: len, policy, ...agg[policy] });
+      const b = agg.baseline;
+      const l = agg.layerkv;
+      const speedup = b['ttft mean s'] / l['ttft mean s'];
       if (speedup > bestSpeedup) {
         bestSpeedup = speedup;
         bestAt = len;
+        worstSpeedupAtBest = Math.min(...perSeedSpeedup);
+        bestSpeedupAtBest = Math.max(...perSeedSpeedup);
       }
-      worstThroughputLoss = Math.max(worstThroughputLoss, 1 - l.throughput.outputTokensPerSec / b.throughput.outputTokensPerSec);
-      violBase += 1 - b.sloAttainment;
-      violLkv += 1 - l.sloAttainment;
+      worstThroughputLoss = Math.max(worstThroughputLoss, 1 - l['tok/s'] / b['tok/s']);
+      violBase += b['slo viol %'] / 100;
+      violLkv += l['slo viol %'] / 100;
     }
-    ctx.table(`TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s, ${n} requests per point, prompts in [0.9 L, L], outputs ${OUTPUT_LEN[0]}..${OUTPUT_LEN[1]}`, rows);
+    ctx.table(`TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s, ${n} requests per point, mean over seeds ${seeds.join('/')}, prompts in [0.9 L, L], outputs ${OUTPUT_LEN[0]}..${OUTPUT_LEN[1]}`, rows);
     const violReduction = violBase > 0 ? (violBase - violLkv) / violBase : 0;
     ctx.record('lengths', lengths);
     return [
-      { metric: 'max mean-TTFT speedup (layerkv / baseline)', value: `${bestSpeedup.toFixed(2)}x at ${bestAt}`, target: 'up to 11x (paper)', met: bestSpeedup >= 11 },
+      { metric: 'max mean-TTFT speedup (layerkv / baseline)', value: `${bestSpeedup.toFixed(2)}x at ${bestAt} (per seed ${worstSpeedupAtBest.toFixed(1)}-${bestSpeedupAtBest.toFixed(1)}x)`, target: 'up to 11x (paper)', met: bestSpeedup >= 11 },
       { metric: 'SLO violations vs baseline (mean over lengths)', value: `${(100 * violReduction).toFixed(1)}% fewer`, target: '28.7% fewer (paper)', met: violReduction >= 0.287 },
       { metric: 'worst throughput loss', value: `${(100 * worstThroughputLoss).toFixed(1)}%`, target: '<= 3%', met: worstThroughputLoss <= 0.03 },
     ];
