@@ -55,6 +55,14 @@ export interface SchedulerConfig {
   storageBandwidth?: number;
   /** Emit per-layer BlockChange lists (true; a real executor needs them). */
   recordBlockChanges?: boolean;
+  /** How a preempted sequence gives up its device blocks ('recompute'):
+   *  - 'recompute': its KV is dropped and it prefills its prompt and generated tokens again;
+   *  - 'swap': its device layers are copied to the host tier ('swap-out' on d2h), the device
+   *    blocks are freed when that copy completes, and on resume every layer comes back with
+   *    'swap-in' transfers on h2d before it decodes again. It keeps its KV and tokens. A
+   *    victim the host cannot hold, one with transfers in flight, one still in its prefill or
+   *    a Cake prefix request is recomputed instead (see preempt). */
+  preemption?: 'recompute' | 'swap';
   /** Check invariants after every step (tests). */
   check?: boolean;
   name?: string;
@@ -110,8 +118,9 @@ export class SchedulerCore implements Scheduler {
   readonly maxRunning: number;
   readonly sloAware: boolean;
   readonly numLayers: number;
+  readonly preemption: 'recompute' | 'swap';
   /** Counters for reports. */
-  readonly stats = { preemptions: 0, promotions: 0, streamedLoads: 0, offloads: 0, prefixLoads: 0, rejected: 0, loadedTokens: 0, computedPrefixTokens: 0 };
+  readonly stats = { preemptions: 0, swapOuts: 0, swapIns: 0, promotions: 0, streamedLoads: 0, offloads: 0, prefixLoads: 0, rejected: 0, loadedTokens: 0, computedPrefixTokens: 0 };
 
   private readonly cost: SchedulerConfig['cost'];
   private readonly minPrefillChunk: number;
@@ -148,6 +157,9 @@ export class SchedulerCore implements Scheduler {
    *  first, so fronts run slower than the model says; the joint planner scales by this. */
   private cakeActual = 0;
   private cakeEstimated = 0;
+  /** Device blocks that in-flight swap-outs will free when they complete: a decode short of
+   *  blocks that these will cover waits for them instead of preempting another sequence. */
+  private swapFreeing = 0;
 
   constructor(cfg: SchedulerConfig) {
     if (!cfg || typeof cfg !== 'object' || !cfg.cost) throw new TypeError('SchedulerCore: config.cost (a CostModel) is required');
@@ -181,6 +193,9 @@ export class SchedulerCore implements Scheduler {
     this.prefixMode = pm;
     this.sloAware = cfg.sloAware ?? memory === 'layerkv';
     this.check = cfg.check ?? false;
+    const preemption = cfg.preemption ?? 'recompute';
+    if (preemption !== 'recompute' && preemption !== 'swap') throw new RangeError(`SchedulerCore: preemption must be 'recompute' or 'swap', got ${String(preemption)}`);
+    this.preemption = preemption;
     this.kv = new KvCacheManager({ numLayers: this.numLayers, blockSize: this.blockSize, deviceBlocks, hostBlocks, watermark, recordChanges: cfg.recordBlockChanges ?? true });
     this.name = cfg.name ?? (pm === 'none' ? memory : `${memory}+${pm}`);
   }
@@ -329,6 +344,13 @@ export class SchedulerCore implements Scheduler {
     let admitted = 0;
     for (const s of this.waiting) {
       if (this.running.length >= this.maxRunning) break;
+      // A swapped-out sequence (it still holds its KV, on the host) resumes by swap-in; it
+      // is at the front of the queue, and waits there until the device has room for it.
+      if (s.hold) {
+        if (!this.swapIn(s, plan)) break;
+        admitted++;
+        continue;
+      }
       const usesCake = this.usesCake(s);
       if (!usesCake && budget === 0) break;
       const blocksPerLayer = this.kv.blocksFor(s.target);
@@ -684,6 +706,13 @@ export class SchedulerCore implements Scheduler {
   private growForDecode(s: Seq, plan: StepPlan): boolean {
     const kv = s.hold!.kv;
     while (!this.kv.grow(kv, s.computed + 1)) {
+      // Swapped-out victims free their device blocks only when the copy completes: if those
+      // cover the growth, wait a step for them rather than preempt one more sequence (each
+      // further victim would free nothing now either, and we would swap out everyone).
+      if (this.swapFreeing > 0) {
+        const need = this.kv.growthNeeded(kv, s.computed + 1);
+        if (need.host <= this.kv.host.numFree && need.device <= this.kv.device.numFree + this.swapFreeing) return false;
+      }
       const victim = this.preemptionVictim(s);
       this.preempt(victim, plan);
       if (victim === s) return false;
@@ -779,22 +808,85 @@ export class SchedulerCore implements Scheduler {
   }
 
   /** Preemption by recompute: the KV is dropped and the sequence rejoins the front of the
-   *  queue to prefill its prompt and generated tokens again. */
+   *  queue to prefill its prompt and generated tokens again. With preemption 'swap', a
+   *  decoding sequence's KV is swapped out to the host instead where it can be (swapOut). */
   private preempt(s: Seq, plan: StepPlan): void {
     this.stats.preemptions++;
     const i = this.running.indexOf(s);
     if (i >= 0) this.running.splice(i, 1);
-    this.dropKv(s);
+    if (!(this.preemption === 'swap' && this.swapOut(s, plan))) {
+      this.dropKv(s);
+      s.target = s.req.promptLen + s.generated;
+      s.computed = 0;
+      s.cake = null;
+    }
     s.status = 'waiting';
-    s.target = s.req.promptLen + s.generated;
-    s.computed = 0;
-    s.cake = null;
     s.hostLayers = [];
     // Remove any compute already planned for it this step.
     plan.compute = plan.compute.filter((c) => c.seq !== s.id);
     plan.preempted.push(s.id);
     this.pendingEvents.push({ seq: s.id, kind: 'preempted', at: NaN });
     this.waiting.unshift(s);
+  }
+
+  /**
+   * Swap-out: every device layer moves to host blocks with a 'swap-out' transfer on d2h; the
+   * device blocks stay owned by the transfer until it completes (the copy reads them). The
+   * sequence keeps its hold, its computed tokens and its generated count, so it resumes by
+   * swap-in and never re-prefills. False (the caller recomputes) when:
+   *  - it is not decoding: a prefill in progress would resume computing chunks while its
+   *    swap-in is still in flight, and its partial KV is cheap to recompute;
+   *  - it is a Cake prefix request (Cake's tracker owns its loads; Cake is unchanged);
+   *  - it has transfers in flight (offloads or loads still writing its blocks);
+   *  - the host has no room for its device blocks (falling back keeps the host tier within
+   *    capacity and the preemption still frees the device).
+   */
+  private swapOut(s: Seq, plan: StepPlan): boolean {
+    const h = s.hold;
+    if (!h || s.cake || !this.isDecoding(s) || h.inflight > 0) return false;
+    const dev = this.deviceBlocksOf(h.kv);
+    if (!this.kv.host.canAllocate(dev)) return false;
+    const bytes = this.cost.kvBytes(s.computed, 1);
+    for (let l = 0; l < this.numLayers; l++) {
+      if (h.kv.tiers[l] !== 'device') continue;
+      const mv = this.kv.moveLayer(h.kv, l, 'host')!;
+      this.stats.swapOuts++;
+      plan.transfers.push(
+        this.issue(s, { kind: 'swap-out', channel: 'd2h', bytes, layers: [l], moves: [{ layer: l, from: 'device', to: 'host', pairs: mv.pairs }] }, { release: { layer: l, tier: mv.from, blocks: mv.source } }),
+      );
+    }
+    this.swapFreeing += dev;
+    return true;
+  }
+
+  /**
+   * Resumes a swapped-out sequence: device blocks for every layer now, 'swap-in' transfers
+   * on h2d, host blocks freed as each completes. Under LayerKV too, rather than resuming
+   * with host layers through promotion/streaming: the sequence had all these layers' device
+   * blocks when it was preempted, and one path keeps a resumed decode off PCIe every step.
+   * It decodes once the loads land (the decode loop skips holds with transfers in flight).
+   * False while its swap-out is still in flight (the host copy is not complete) or the
+   * device lacks room above the watermark and promised promotions.
+   */
+  private swapIn(s: Seq, plan: StepPlan): boolean {
+    const h = s.hold!;
+    if (h.inflight > 0) return false;
+    let need = 0;
+    for (let l = 0; l < this.numLayers; l++) if (h.kv.tiers[l] === 'host') need += h.kv.tables[l].length;
+    if (need > this.kv.device.numFree - this.kv.device.watermarkBlocks - this.promotionDemand) return false;
+    const bytes = this.cost.kvBytes(s.computed, 1);
+    for (let l = 0; l < this.numLayers; l++) {
+      if (h.kv.tiers[l] !== 'host') continue;
+      const mv = this.kv.moveLayer(h.kv, l, 'device')!;
+      this.stats.swapIns++;
+      plan.transfers.push(
+        this.issue(s, { kind: 'swap-in', channel: 'h2d', bytes, layers: [l], moves: [{ layer: l, from: 'host', to: 'device', pairs: mv.pairs }] }, { release: { layer: l, tier: mv.from, blocks: mv.source } }),
+      );
+    }
+    s.status = 'running';
+    s.hostLayers = [];
+    this.running.push(s);
+    return true;
   }
 
   private dropKv(s: Seq): void {
@@ -882,6 +974,7 @@ export class SchedulerCore implements Scheduler {
     const rec = this.transfers.get(id);
     if (!rec) throw new Error(`SchedulerCore.onResult: transfer ${id} is not in flight`);
     this.transfers.delete(id);
+    if (rec.kind === 'swap-out') this.swapFreeing -= rec.release!.blocks.length;
     if (rec.release) this.kv.release(rec.seq.id, rec.release.layer, rec.release.tier, rec.release.blocks);
     if (rec.expectAt !== undefined) {
       // The store is FIFO: every load behind this one shifts by the same error.
@@ -934,6 +1027,8 @@ export class SchedulerCore implements Scheduler {
     };
     const holds = new Set<Holding>();
     for (const s of this.running) if (s.hold) holds.add(s.hold);
+    // Swapped-out sequences wait with their KV on the host.
+    for (const s of this.waiting) if (s.hold) holds.add(s.hold);
     for (const r of this.transfers.values()) {
       holds.add(r.hold);
       if (r.release) for (const b of r.release.blocks) own(r.release.tier, b, `transfer of ${r.seq.id}`);

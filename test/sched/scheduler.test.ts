@@ -51,6 +51,84 @@ test('baseline: FCFS head-of-line, and preemption by recompute of the latest adm
   assert.is(s.kv.device.numUsed, 0);
 });
 
+test('baseline, preemption swap: the victim is copied to the host, freed on completion, and resumes without re-prefilling', async () => {
+  // As the recompute test above, with 16 host blocks. a and b prefill 32 tokens in step 0
+  // (2 blocks a layer: 16 of 24), both grow to 3 blocks a layer at token 33 (24 of 24). In
+  // step 17 a's 49th token needs 4 more blocks: b, the newest, is swapped out, one d2h
+  // transfer per layer of 48 tokens x 1000 bytes, its 3 device blocks a layer moving to the
+  // host. a waits for those copies rather than preempting itself. b resumes when a's finish
+  // frees the device, by h2d swap-ins, and decodes once they land.
+  const cost = fakeCost();
+  const s = createScheduler({ policy: 'baseline', cost, deviceBlocks: 24, hostBlocks: 16, preemption: 'swap', check: true });
+  const steps: { plan: StepPlan; done: number[]; deviceUsed: number }[] = [];
+  const r = await simulate({
+    requests: [req('a', 32, 40), req('b', 32, 40)],
+    scheduler: s,
+    cost,
+    keepEvents: true,
+    onStep: (plan, result) => steps.push({ plan, done: result.transfersDone.map((d) => d.id), deviceUsed: s.kv.device.numUsed }),
+  });
+  const plans = steps.map((x) => x.plan);
+  const withTransfers = plans.filter((p) => p.transfers.length > 0);
+  assert.equal(withTransfers.map((p) => [p.step, p.transfers.map((t) => t.kind)]), [
+    [17, ['swap-out', 'swap-out', 'swap-out', 'swap-out']],
+    [withTransfers[1].step, ['swap-in', 'swap-in', 'swap-in', 'swap-in']],
+  ]);
+  const out = plans[17];
+  assert.equal(out.preempted, ['b']);
+  assert.equal(out.compute, []);
+  assert.equal(out.transfers.map((t) => [t.seq, t.channel, t.bytes, t.layers]), [0, 1, 2, 3].map((l) => ['b', 'd2h', 48000, [l]]));
+  for (const t of out.transfers) {
+    const mv = t.moves!;
+    assert.equal(mv.map((m) => [m.layer, m.from, m.to, m.pairs.length]), [[t.layers[0], 'device', 'host', 6]]);
+  }
+  assert.equal(out.allocated.map((c) => [c.seq, c.tier, c.blocks.length]), [0, 1, 2, 3].map(() => ['b', 'host', 3]));
+  // Nothing of b is freed in the swap-out step: the copies still read its device blocks.
+  assert.not.ok(out.freed.some((f) => f.seq === 'b'));
+  assert.is(steps[17].deviceUsed, 24);
+  // Each layer's device blocks are freed in the plan after the step whose result reported
+  // its swap-out complete, never before; those are the source blocks of its moves.
+  for (const t of out.transfers) {
+    const doneAt = steps.findIndex((x) => x.done.includes(t.id));
+    assert.ok(doneAt >= 17);
+    const freedAt = plans.findIndex((p) => p.freed.some((f) => f.seq === 'b' && f.tier === 'device' && f.layer === t.layers[0]));
+    assert.is(freedAt, doneAt + 1);
+    const src = Array.from(t.moves![0].pairs.filter((_, i) => i % 2 === 0));
+    assert.equal(plans[freedAt].freed.find((f) => f.seq === 'b' && f.layer === t.layers[0])!.blocks, src);
+  }
+  // b decodes again only after every swap-in landed, from its 48 cached tokens.
+  const inStep = withTransfers[1].step;
+  assert.ok(plans[inStep].transfers.every((t) => t.channel === 'h2d' && t.bytes === 48000 && t.moves![0].to === 'device'));
+  const lastIn = Math.max(...plans[inStep].transfers.map((t) => steps.findIndex((x) => x.done.includes(t.id))));
+  const bDecodes = plans.filter((p) => p.step > 17 && p.compute.some((c) => c.seq === 'b'));
+  assert.ok(bDecodes[0].step > lastIn);
+  assert.equal(bDecodes[0].compute.find((c) => c.seq === 'b'), { seq: 'b', phase: 'decode', tokens: 1, cachedBefore: 48, emitsToken: true });
+  // Its prompt was computed once, and it emitted one first token and 40 tokens in all.
+  const bPrefill = plans.flatMap((p) => p.compute).filter((c) => c.seq === 'b' && c.phase === 'prefill');
+  assert.equal(bPrefill.map((c) => c.tokens), [32]);
+  const kinds = r.events!.filter((e) => e.seq === 'b').map((e) => e.kind);
+  assert.is(kinds.filter((k) => k === 'first-token').length, 1);
+  assert.is(kinds.filter((k) => k === 'token' || k === 'first-token').length, 40);
+  assert.is(r.metrics.completed, 2);
+  assert.equal([s.stats.preemptions, s.stats.swapOuts, s.stats.swapIns], [1, 4, 4]);
+  assert.is(s.kv.device.numUsed, 0);
+  assert.is(s.kv.host.numUsed, 0);
+  assert.is(s.transfersInFlight, 0);
+});
+
+test('preemption swap falls back to recompute when the host cannot hold the victim', async () => {
+  // b's 12 device blocks do not fit 8 host blocks: it is recomputed as under 'recompute'.
+  const s = createScheduler({ policy: 'baseline', cost: fakeCost(), deviceBlocks: 24, hostBlocks: 8, preemption: 'swap', check: true });
+  const plans: StepPlan[] = [];
+  const r = await simulate({ requests: [req('a', 32, 40), req('b', 32, 40)], scheduler: s, cost: fakeCost(), onStep: (p) => plans.push(p) });
+  assert.equal(plans.flatMap((p) => p.transfers), []);
+  assert.equal(plans[17].preempted, ['b']);
+  assert.ok(plans[17].freed.some((f) => f.seq === 'b' && f.tier === 'device'));
+  assert.is(s.stats.swapOuts, 0);
+  assert.is(r.metrics.completed, 2);
+  assert.is(s.kv.device.numUsed + s.kv.host.numUsed, 0);
+});
+
 test('layerkv: the preemption victim is the newest sequence that holds device blocks, not one parked on the host', async () => {
   // 28 blocks, 3 sequences of 32 tokens (2 blocks a layer, 8 each) growing to 72 tokens.
   // Step 1: a and b cross a block boundary and c (newest, all device) is recomputed; it comes
@@ -213,6 +291,7 @@ test('bad configs throw naming the field', () => {
   assert.throws(() => createScheduler({ policy: 'nope' as never, cost: fakeCost() }), /policy must be one of/);
   assert.throws(() => createScheduler({ policy: 'baseline', cost: fakeCost(), blockSize: 0 }), /blockSize/);
   assert.throws(() => createScheduler({ policy: 'baseline', cost: fakeCost(), watermark: 2 }), /watermark/);
+  assert.throws(() => createScheduler({ policy: 'baseline', cost: fakeCost(), preemption: 'evict' as never }), /preemption must be 'recompute' or 'swap', got evict/);
   assert.throws(() => new SchedulerCore({} as never), /config.cost/);
   const s = createScheduler({ policy: 'cake', cost: fakeCost(), deviceBlocks: 1000 });
   s.add(req('p', 100, 1, { prefix: { chunkTokens: 10, chunkHashes: ['x'], storedChunks: 1 } }), 0);
