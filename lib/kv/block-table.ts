@@ -128,10 +128,12 @@ export class KvCacheManager {
   }
 
   /** Returns blocks held apart from any table (a moved layer's source, a dropped sequence's
-   *  blocks whose transfer is still in flight). */
+   *  blocks whose transfer is still in flight). The change list gets a copy: callers may
+   *  empty `blocks` afterwards (the scheduler clears a dropped holding's tables), and the
+   *  executor must still see which blocks were freed. */
   release(seq: SeqId, layer: number, tier: TierName, blocks: number[]): void {
     this.pool(tier).freeMany(blocks);
-    if (this.recordChanges && blocks.length > 0) this.freed.push({ seq, layer, tier, blocks });
+    if (this.recordChanges && blocks.length > 0) this.freed.push({ seq, layer, tier, blocks: blocks.slice() });
   }
 
   /** Drops a sequence's tables, freeing its blocks. */

@@ -43,6 +43,18 @@ test('moveLayer pairs source and destination blocks; the source is released late
   assert.throws(() => m.moveLayer(m.create('b', ['device', 'device', 'device']), 0, 'device'), /already on device/);
 });
 
+test('released blocks are recorded by value: emptying the array afterwards keeps them', () => {
+  const m = mk();
+  const kv = m.create('a', ['device', 'device', 'host']);
+  assert.ok(m.grow(kv, 8));
+  m.drainChanges();
+  const table = kv.tables[0];
+  const ids = table.slice();
+  m.release('a', 0, 'device', table);
+  table.length = 0;
+  assert.equal(m.drainChanges().freed, [{ seq: 'a', layer: 0, tier: 'device', blocks: ids }]);
+});
+
 test('errors name the argument', () => {
   const m = mk();
   assert.throws(() => m.create('a', ['device']), /tiers must have 3/);
