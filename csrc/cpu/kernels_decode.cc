@@ -32,6 +32,27 @@ struct Item {
   int64_t partial;     // partial-result slot, -1 when the sequence is not split
 };
 
+// Converts one head's K (v = false) or V rows of a window to fp32, row j at out + j * D.
+// Each segment is one contiguous run of rows * D elements.
+template <DType T>
+inline void convertWindow(const Elem<T>* pool, const Segment* segs, int nseg, int D, bool v, float* out) {
+  for (int i = 0; i < nseg; ++i) {
+    const Elem<T>* src = pool + (v ? segs[i].v : segs[i].k);
+    float* dst = out + int64_t(segs[i].first) * D;
+    const int64_t len = int64_t(segs[i].rows) * D;  // a multiple of 8 (D is)
+    int64_t e = 0;
+    for (; e + 32 <= len; e += 32) {
+      const __m256 a = load8<T>(src, e), b = load8<T>(src, e + 8);
+      const __m256 c = load8<T>(src, e + 16), d = load8<T>(src, e + 24);
+      _mm256_storeu_ps(dst + e, a);
+      _mm256_storeu_ps(dst + e + 8, b);
+      _mm256_storeu_ps(dst + e + 16, c);
+      _mm256_storeu_ps(dst + e + 24, d);
+    }
+    for (; e < len; e += 8) _mm256_storeu_ps(dst + e, load8<T>(src, e));
+  }
+}
+
 template <DType T>
 void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* partML) {
   const KVLayout& L = a.layout;
@@ -48,23 +69,51 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
   // Segments are gathered for KV head 0; head h's rows sit h * headStride further on.
   Segment segs[kMaxSegments], next[kMaxSegments];
   const Elem<T>* krows[kWindow];
+  // fp32 copy of one head's window rows (16-bit KV only), row j at kf + j * D.
+  thread_local std::vector<float> scratch;
+  scratch.resize(size_t(kWindow) * D + 8);
+  float* kf = scratch.data();
+  const float* kfrows[kWindow];
+  for (int j = 0; j < kWindow; ++j) kfrows[j] = kf + int64_t(j) * D;
   int nseg = gatherWindow(L, table, 0, it.begin, it.end, segs, true);
   for (int64_t c = it.begin; c < it.end;) {
     const int n = windowRows(segs, nseg);
     const int nnext = gatherWindow(L, table, 0, c + n, it.end, next, true);
-    for (int h = 0; h < L.numKvHeads; ++h) {
-      const int64_t ho = int64_t(h) * L.headStride();
-      windowKeyRows<T>(pool + ho, segs, nseg, D, krows);
-      const float* q = w.q.data() + int64_t(h) * G * D;
-      float* s = w.s.data() + int64_t(h) * G * kWindow;
-      for (int g0 = 0; g0 < G; g0 += 8)
-        scoreRows<T>(q + int64_t(g0) * D, std::min(8, G - g0), D, krows, n, s + int64_t(g0) * kWindow);
-    }
-    softmaxUpdate(w, H, D, n);
-    for (int h = 0; h < L.numKvHeads; ++h) {
-      const int64_t ho = int64_t(h) * L.headStride();
-      for (int i = 0; i < nseg; ++i)
-        accumulateSegment<T>(w, h * G, G, D, pool + ho + segs[i].v, segs[i].rows, segs[i].first);
+    if constexpr (T == DType::F32) {
+      for (int h = 0; h < L.numKvHeads; ++h) {
+        const int64_t ho = int64_t(h) * L.headStride();
+        windowKeyRows<T>(pool + ho, segs, nseg, D, krows);
+        const float* q = w.q.data() + int64_t(h) * G * D;
+        float* s = w.s.data() + int64_t(h) * G * kWindow;
+        for (int g0 = 0; g0 < G; g0 += 8)
+          scoreRows<T>(q + int64_t(g0) * D, std::min(8, G - g0), D, krows, n, s + int64_t(g0) * kWindow);
+      }
+      softmaxUpdate(w, H, D, n);
+      for (int h = 0; h < L.numKvHeads; ++h) {
+        const int64_t ho = int64_t(h) * L.headStride();
+        for (int i = 0; i < nseg; ++i)
+          accumulateSegment<T>(w, h * G, G, D, pool + ho + segs[i].v, segs[i].rows, segs[i].first);
+      }
+    } else {
+      // 16-bit KV: each head's window rows are first converted to fp32 in an L1-resident
+      // scratch (a tight load/convert/store stream with many loads in flight), then scored
+      // and accumulated by the fp32 tiles. Converting inside the tiles left the FMAs
+      // waiting on each vcvtph2ps of a freshly loaded line; here the G query heads of a
+      // group reuse the converted rows from L1.
+      for (int h = 0; h < L.numKvHeads; ++h) {
+        const int64_t ho = int64_t(h) * L.headStride();
+        convertWindow<T>(pool + ho, segs, nseg, D, false, kf);
+        const float* q = w.q.data() + int64_t(h) * G * D;
+        float* s = w.s.data() + int64_t(h) * G * kWindow;
+        for (int g0 = 0; g0 < G; g0 += 8)
+          scoreRows<DType::F32>(q + int64_t(g0) * D, std::min(8, G - g0), D, kfrows, n, s + int64_t(g0) * kWindow);
+      }
+      softmaxUpdate(w, H, D, n);
+      for (int h = 0; h < L.numKvHeads; ++h) {
+        const int64_t ho = int64_t(h) * L.headStride();
+        convertWindow<T>(pool + ho, segs, nseg, D, true, kf);
+        accumulateSegment<DType::F32>(w, h * G, G, D, kf, n, 0);
+      }
     }
     std::copy(next, next + nnext, segs);
     nseg = nnext;
