@@ -54,6 +54,19 @@ const STORAGE_LATENCY = 100e-6;
 const MODES = ['cake', 'compute-only', 'load-only'] as const;
 type Mode = (typeof MODES)[number];
 
+/** One table row comparing the three modes' TTFTs in a cell (busy and concurrent tables). */
+function modesRow(model: string, share: number, gbps: number, t: Record<Mode, number>, ratio: number): Record<string, unknown> {
+  return {
+    model,
+    share: `${share * 100}%`,
+    Gbps: gbps,
+    'cake ms': Number((t.cake * 1000).toFixed(1)),
+    'compute-only ms': Number((t['compute-only'] * 1000).toFixed(1)),
+    'load-only ms': Number((t['load-only'] * 1000).toFixed(1)),
+    'cake / better': Number(ratio.toFixed(3)),
+  };
+}
+
 interface Shape {
   promptTokens: number;
   chunkTokens: number;
@@ -248,15 +261,7 @@ async function busyTable(ctx: BenchContext, shape: Shape, models: [ModelName, Gp
         const ratio = t.cake / better;
         worst = Math.max(worst, ratio);
         if (ratio > 1 + 1e-9) losses++;
-        rows.push({
-          model: `${modelName} / ${dep.gpu.name}`,
-          share: `${share * 100}%`,
-          Gbps: gbps,
-          'cake ms': Number((t.cake * 1000).toFixed(1)),
-          'compute-only ms': Number((t['compute-only'] * 1000).toFixed(1)),
-          'load-only ms': Number((t['load-only'] * 1000).toFixed(1)),
-          'cake / better': Number(ratio.toFixed(3)),
-        });
+        rows.push(modesRow(`${modelName} / ${dep.gpu.name}`, share, gbps, t, ratio));
       }
     }
   }
@@ -301,16 +306,7 @@ async function concurrentTable(ctx: BenchContext, shape: Shape, counts: number[]
           vsCompute += t['compute-only'] / t.cake;
           vsLoad += t['load-only'] / t.cake;
           if (ratio > 1 + 1e-9) losses++;
-          rows.push({
-            requests: n,
-            model: `${modelName} / ${dep.gpu.name}`,
-            share: `${share * 100}%`,
-            Gbps: gbps,
-            'cake ms': Number((t.cake * 1000).toFixed(1)),
-            'compute-only ms': Number((t['compute-only'] * 1000).toFixed(1)),
-            'load-only ms': Number((t['load-only'] * 1000).toFixed(1)),
-            'cake / better': Number(ratio.toFixed(3)),
-          });
+          rows.push({ requests: n, ...modesRow(`${modelName} / ${dep.gpu.name}`, share, gbps, t, ratio) });
         }
       }
     }
