@@ -2,9 +2,21 @@ export { Backend, KVPool, Tensor, Work, createBackend, openBackend, cudaInfo, us
 export type { BackendKind, BackendOptions, PoolOptions, KVLayout, Tier, TensorData, TensorInput, AppendArgs, DecodeArgs, PrefillArgs, WaitList, DType, CudaInfo } from './backend.js';
 export { encodeValues, decodeValues, dtypeBytes, fp32ToFp16Bits, fp16BitsToFp32, fp32ToBf16Bits, bf16BitsToFp32 } from './backend/dtype.js';
 // Schedulers, block management and the plan contract (the simulator is under "kvcake/sim").
-export { createScheduler, POLICIES, SchedulerCore, BlockAllocator, KvCacheManager, BaselineMemory, LayerKvMemory, interleavedKeep } from './sched/index.js';
-export type { PolicyName, CreateSchedulerOptions, SchedulerConfig, MemoryPolicy } from './sched/index.js';
-export { CakeTracker, type PrefixMode } from './sched/cake.js';
-export { cakeOracle } from './sched/oracle.js';
-export type { StepPlan, StepResult, Executor, Scheduler, SeqEvent, Transfer, ComputeItem, BlockMove, BlockChange, Channel, SeqId, TierName } from './sched/plan.js';
-export type { Request, PrefixInfo } from './workload/request.js';
+export {
+  createScheduler,
+  POLICIES,
+  Scheduler,
+  BlockPool,
+  KVCacheManager,
+  LayerKvPlacement,
+  BaselinePlacement,
+  interleavedKeep,
+  CakeTracker,
+  cakeOracle,
+  planCake,
+} from './sched/index.js';
+export type { PolicyName, CreateSchedulerOptions, SchedulerConfig, SchedulerStats, PlacementPolicy, PrefixMode, SeqState, SeqStatus } from './sched/index.js';
+export type * from './contract/index.js';
+export { PLACEHOLDER_TOKEN } from './contract/index.js';
+export { runSteps, ListArrivals, type Arrivals, type StepLoopOptions, type StepLoopResult } from './loop/step-loop.js';
+export type { CostModel, CostItem, ChannelSpec } from './cost/index.js';

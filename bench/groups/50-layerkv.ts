@@ -65,7 +65,7 @@ export const group: BenchGroup = {
         const ttft: Record<string, number> = {};
         for (const policy of ['baseline', 'layerkv'] as const) {
           ctx.progress(`${policy} at ${len} tokens, seed ${seed}`);
-          const scheduler = createScheduler({ policy, cost: dep.cost, recordBlockChanges: false });
+          const scheduler = createScheduler({ policy, cost: dep.cost, recordTables: false });
           const m = (await simulate({ requests, scheduler, deployment: dep })).metrics;
           ttft[policy] = m.ttft.mean;
           const a = (agg[policy] ??= {});

@@ -6,7 +6,9 @@
 //
 // The prompt: 32 stored chunks of 512 tokens plus a 128-token uncached suffix. The oracle's
 // per-chunk compute is what the front pays for that chunk in budget-sized steps from token 0;
-// its loads are the store's transfer time per chunk; the suffix is one step after the prefix.
+// its loads are what a chunk costs on its way to the device: a read from the store into host
+// landing blocks, then a PCIe copy, pipelined over chunks (each chunk costs the slower hop,
+// and the last one's faster hop comes on top); the suffix is one step after the prefix.
 //
 // Beside it, labelled "paper greedy", the tracker without cost estimates (the paper's meeting
 // rule: compute toward the loads, load down to the front, 2 loads in flight) in this file's
@@ -35,11 +37,11 @@
 // (about 10 s). --full adds 256-token chunks and a 32K prompt to the grid, runs the busy
 // server over the whole grid, and 2/4/8 concurrent requests over models x shares.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
-import { deployment, type ModelName, type GpuName } from '../../lib/sim/presets.js';
-import type { CostModel } from '../../lib/sim/cost.js';
-import { CakeTracker, type PrefixMode } from '../../lib/sched/cake.js';
-import { cakeOracle } from '../../lib/sched/oracle.js';
-import type { Request } from '../../lib/workload/request.js';
+import { deployment, type ModelName, type GpuName } from '../../lib/cost/presets.js';
+import type { RooflineCost as CostModel } from '../../lib/cost/roofline.js';
+import { CakeTracker, type PrefixMode } from '../../lib/sched/cake/tracker.js';
+import { cakeOracle } from '../../lib/sched/cake/oracle.js';
+import type { Request } from '../../lib/contract/request.js';
 
 const BANDWIDTHS_GBPS = [7, 25, 32, 56, 100];
 const SHARES = [1, 0.125];
@@ -95,12 +97,19 @@ function frontTime(cost: CostModel, end: number): number {
   return t;
 }
 
+/** A chunk's two hops: the store's read and the PCIe copy to the device. */
+function chunkHops(cost: CostModel, C: number, bandwidth: number): { read: number; copy: number } {
+  const bytes = cost.kvBytes(C);
+  return { read: bytes / bandwidth + STORAGE_LATENCY, copy: cost.transferTime(bytes, 'h2d') };
+}
+
 function oracle(cost: CostModel, shape: Shape, bandwidth: number) {
   const C = shape.chunkTokens;
   const n = shape.promptTokens / C;
-  const load = cost.transferTime(cost.kvBytes(C), bandwidth, STORAGE_LATENCY);
+  const { read, copy } = chunkHops(cost, C, bandwidth);
   const suffix = cost.prefillChunkTime(shape.suffixTokens, shape.promptTokens);
-  return cakeOracle((i) => frontTime(cost, (i + 1) * C) - frontTime(cost, i * C), () => load, n, suffix);
+  const load = (i: number) => Math.max(read, copy) + (i === n - 1 ? Math.min(read, copy) : 0);
+  return cakeOracle((i) => frontTime(cost, (i + 1) * C) - frontTime(cost, i * C), load, n, suffix);
 }
 
 interface RunResult {
@@ -115,7 +124,7 @@ async function schedulerRunner(): Promise<Runner | null> {
     const { createScheduler } = await import('../../lib/sched/index.js');
     const { simulate } = await import('../../lib/sim/simulate.js');
     return async (mode, dep, shape, bandwidth) => {
-      const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordBlockChanges: false });
+      const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordTables: false });
       const r = await simulate({
         requests: [prefixRequest(shape)],
         scheduler,
@@ -136,7 +145,8 @@ async function schedulerRunner(): Promise<Runner | null> {
 function oneRequest(mode: PrefixMode, withEstimates: boolean, cost: CostModel, shape: Shape, bandwidth: number, paperWay = false): RunResult {
   const budget = paperWay ? shape.chunkTokens : BUDGET;
   const C = shape.chunkTokens;
-  const load = cost.transferTime(cost.kvBytes(C), bandwidth, STORAGE_LATENCY);
+  const { read, copy } = chunkHops(cost, C, bandwidth);
+  const load = Math.max(read, copy);
   const t = new CakeTracker({
     promptLen: shape.promptTokens + shape.suffixTokens,
     chunkTokens: C,
@@ -150,7 +160,7 @@ function oneRequest(mode: PrefixMode, withEstimates: boolean, cost: CostModel, s
   const issue = (at: number) => {
     for (let c = t.nextLoad(at); c >= 0; c = t.nextLoad(at)) {
       channelFree = Math.max(channelFree, at) + load;
-      pending.push({ chunk: c, at: channelFree });
+      pending.push({ chunk: c, at: channelFree + Math.min(read, copy) });
     }
   };
   const land = (until: number) => {
@@ -238,7 +248,7 @@ async function busyTtft(mode: Mode, dep: ReturnType<typeof deployment>, shape: S
   const arrival = 0.5;
   const reqs: Request[] = Array.from({ length: NEIGHBOURS }, (_, i) => ({ id: `n${i}`, arrival: 0, promptLen: 256, maxNewTokens: 1500 }));
   reqs.push({ ...prefixRequest(shape), arrival });
-  const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordBlockChanges: false });
+  const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordTables: false });
   const r = await simulate({ requests: reqs, scheduler, deployment: dep, executorOptions: { storageBandwidth: bandwidth, storageLatency: STORAGE_LATENCY }, keepEvents: true });
   const first = r.events!.find((e) => e.seq === 'r0' && e.kind === 'first-token');
   if (!first) throw new Error(`${mode}: the prefix request got no first token on the busy server`);
@@ -280,7 +290,7 @@ async function concurrentTtft(mode: Mode, dep: ReturnType<typeof deployment>, sh
     arrival: i * 0.05,
     prefix: { ...base.prefix!, chunkHashes: base.prefix!.chunkHashes.map((h) => `p${i}-${h}`) },
   }));
-  const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordBlockChanges: false });
+  const scheduler = createScheduler({ policy: mode, cost: dep.cost, storageBandwidth: bandwidth, maxBatchedTokens: BUDGET, recordTables: false });
   const r = await simulate({ requests: reqs, scheduler, deployment: dep, executorOptions: { storageBandwidth: bandwidth, storageLatency: STORAGE_LATENCY } });
   if (r.metrics.completed !== n) throw new Error(`${mode}: ${r.metrics.completed} of ${n} concurrent prefix requests completed`);
   return r.metrics.ttft.mean;

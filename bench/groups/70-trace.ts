@@ -16,7 +16,7 @@ async function replay(ctx: BenchContext, title: string, requests: Request[], pol
   const rows: Record<string, unknown>[] = [];
   for (const policy of policies) {
     ctx.progress(`${title}: ${policy}`);
-    const scheduler = createScheduler({ policy, cost: dep.cost, recordBlockChanges: false });
+    const scheduler = createScheduler({ policy, cost: dep.cost, recordTables: false });
     const t0 = performance.now();
     const r = await simulate({ requests, scheduler, deployment: dep });
     const m = r.metrics;

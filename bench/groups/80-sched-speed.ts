@@ -63,7 +63,7 @@ export const group: BenchGroup = {
     const trows: Record<string, unknown>[] = [];
     for (const policy of ctx.full ? (['baseline', 'layerkv'] as const) : (['baseline'] as const)) {
       ctx.progress(`Azure conversation trace (${reqs.length} requests), ${policy}`);
-      const scheduler = createScheduler({ policy, cost: dep.cost, recordBlockChanges: false });
+      const scheduler = createScheduler({ policy, cost: dep.cost, recordTables: false });
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const r = await simulate({ requests: reqs, scheduler, deployment: dep });

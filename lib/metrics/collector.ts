@@ -5,8 +5,8 @@
 //   E2E  = finish - arrival
 // Latency statistics cover completed requests. SLO attainment counts every request added:
 // one that was rejected or never finished misses; a request without an SLO meets it.
-import type { SeqEvent } from '../sched/plan.js';
-import type { Request } from '../workload/request.js';
+import type { SeqEvent } from '../contract/events.js';
+import type { Request } from '../contract/request.js';
 import { percentiles, type Percentiles } from './percentiles.js';
 
 export type { Percentiles } from './percentiles.js';
@@ -14,6 +14,7 @@ export type { Percentiles } from './percentiles.js';
 export interface ServingMetrics {
   requests: number;
   completed: number;
+  aborted: number;
   /** First arrival to last event, seconds. */
   duration: number;
   ttft: Percentiles;
@@ -40,6 +41,8 @@ export interface RequestRecord {
   tokenTimes: number[];
   finishedAt?: number;
   rejected: boolean;
+  /** Cancelled before it finished (its tokens so far count in no latency statistic). */
+  aborted: boolean;
   preemptions: number;
 }
 
@@ -60,6 +63,7 @@ export class MetricsCollector {
       tpotSlo: req.tpotSlo,
       tokenTimes: [],
       rejected: false,
+      aborted: false,
       preemptions: 0,
     });
     if (req.arrival < this.firstArrival) this.firstArrival = req.arrival;
@@ -90,6 +94,9 @@ export class MetricsCollector {
         case 'rejected':
           rec.rejected = true;
           break;
+        case 'aborted':
+          rec.aborted = true;
+          break;
         default:
           throw new Error(`MetricsCollector.onEvents: unknown event kind ${JSON.stringify((ev as SeqEvent).kind)}`);
       }
@@ -111,12 +118,14 @@ export class MetricsCollector {
     const itls: number[] = [];
     const e2es: number[] = [];
     let completed = 0;
+    let aborted = 0;
     let outputTokens = 0;
     let promptTokens = 0;
     let good = 0;
     let ttftViolations = 0;
     let tpotViolations = 0;
     for (const r of this.records.values()) {
+      if (r.aborted) aborted++;
       const done = r.finishedAt !== undefined && !r.rejected && r.tokenTimes.length > 0;
       const ttft = r.tokenTimes.length > 0 ? r.tokenTimes[0] - r.arrival : undefined;
       const n = r.tokenTimes.length;
@@ -143,6 +152,7 @@ export class MetricsCollector {
     return {
       requests,
       completed,
+      aborted,
       duration,
       ttft: percentiles(ttfts),
       tpot: percentiles(tpots),

@@ -1,40 +1,43 @@
-// Scheduler factory: names the policy combinations the benchmarks and users pick from.
-//   baseline      vLLM-like: all layers on the device at admission, FCFS, recompute
+// Scheduler factory: the policy combinations the benchmarks and users pick from.
+//   baseline      vLLM-like: every layer on the device at admission, FCFS, recompute
 //   layerkv       LayerKV: per-layer placement with host offload, SLO-aware admission
-//   cake          baseline memory + Cake's compute-or-load for requests with prefix hits
+//   cake          baseline placement + Cake's compute-or-load for requests with prefix hits
 //   layerkv+cake  both (neither paper has it): ordinary prefills use LayerKV, prefix-hit
 //                 requests load into device blocks for all layers as in Cake
-//   compute-only  baseline memory; prefix hits are recomputed (Cake's compute baseline)
-//   load-only     baseline memory; prefix hits are loaded whole (Cake's load baseline)
-import { SchedulerCore, type SchedulerConfig } from './scheduler.js';
+//   compute-only  baseline placement; prefix hits are recomputed (Cake's compute baseline)
+//   load-only     baseline placement; prefix hits are loaded whole (Cake's load baseline)
+import { Scheduler, type SchedulerConfig } from './scheduler.js';
 
 export type PolicyName = 'baseline' | 'layerkv' | 'cake' | 'layerkv+cake' | 'compute-only' | 'load-only';
 export const POLICIES: readonly PolicyName[] = ['baseline', 'layerkv', 'cake', 'layerkv+cake', 'compute-only', 'load-only'];
 
-export type CreateSchedulerOptions = { policy: PolicyName } & Omit<SchedulerConfig, 'memory' | 'prefixMode'>;
+export type CreateSchedulerOptions = { policy: PolicyName } & Omit<SchedulerConfig, 'placement' | 'prefix'>;
 
-export function createScheduler(opts: CreateSchedulerOptions): SchedulerCore {
+const PARTS: Record<PolicyName, Pick<SchedulerConfig, 'placement' | 'prefix'>> = {
+  baseline: { placement: 'baseline', prefix: 'none' },
+  layerkv: { placement: 'layerkv', prefix: 'none' },
+  cake: { placement: 'baseline', prefix: 'cake' },
+  'layerkv+cake': { placement: 'layerkv', prefix: 'cake' },
+  'compute-only': { placement: 'baseline', prefix: 'compute-only' },
+  'load-only': { placement: 'baseline', prefix: 'load-only' },
+};
+
+export function createScheduler(opts: CreateSchedulerOptions): Scheduler {
   if (!opts || typeof opts !== 'object') throw new TypeError('createScheduler: options object required');
   const { policy, ...cfg } = opts;
-  switch (policy) {
-    case 'baseline':
-      return new SchedulerCore({ ...cfg, memory: 'baseline', prefixMode: 'none', name: cfg.name ?? policy });
-    case 'layerkv':
-      return new SchedulerCore({ ...cfg, memory: 'layerkv', prefixMode: 'none', name: cfg.name ?? policy });
-    case 'cake':
-      return new SchedulerCore({ ...cfg, memory: 'baseline', prefixMode: 'cake', name: cfg.name ?? policy });
-    case 'layerkv+cake':
-      return new SchedulerCore({ ...cfg, memory: 'layerkv', prefixMode: 'cake', name: cfg.name ?? policy });
-    case 'compute-only':
-    case 'load-only':
-      return new SchedulerCore({ ...cfg, memory: 'baseline', prefixMode: policy, name: cfg.name ?? policy });
-    default:
-      throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${String(policy)}`);
-  }
+  const parts = Object.hasOwn(PARTS, policy) ? PARTS[policy] : undefined;
+  if (!parts) throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${String(policy)}`);
+  return new Scheduler({ ...cfg, ...parts, name: cfg.name ?? policy });
 }
 
-export { SchedulerCore, type SchedulerConfig } from './scheduler.js';
-export { BlockAllocator } from '../kv/allocator.js';
-export { KvCacheManager } from '../kv/block-table.js';
-export { BaselineMemory, LayerKvMemory, interleavedKeep, type MemoryPolicy } from './memory.js';
-export type * from './plan.js';
+export { Scheduler, type SchedulerConfig } from './scheduler.js';
+export type { SchedulerStats } from './core.js';
+export type { SeqState, SeqStatus } from './request-state.js';
+export { BlockPool } from '../kv/block-pool.js';
+export { KVCacheManager } from '../kv/kv-cache-manager.js';
+export { interleavedKeep, LayerKvPlacement } from './policy/layerkv.js';
+export { BaselinePlacement } from './policy/baseline.js';
+export type { PlacementPolicy } from './policy/placement.js';
+export { CakeTracker, type PrefixMode } from './cake/tracker.js';
+export { cakeOracle } from './cake/oracle.js';
+export { planCake } from './cake/planner.js';

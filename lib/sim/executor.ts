@@ -1,27 +1,21 @@
 // The simulator's Executor: a virtual clock, with the GPU's compute and each I/O channel
-// (d2h, h2d, storage) as separate FIFO resources. A step's compute time comes from the cost
-// model and is split evenly over the layers, which is what per-layer overlap needs:
-//   - a transfer with beforeLayer = l gates layer l (LayerKV's decode loads arrive ahead of
-//     their layer; if they are late, the layer and everything after it wait);
-//   - a transfer with afterLayer = l is ready when layer l's compute ends (LayerKV's offload
-//     of layer l overlaps the layers after it);
-//   - other transfers are ready at the step's start.
-// Each channel serves its transfers in order of readiness within a step, in issue order
-// across steps. Everything is deterministic: no wall clock, no randomness.
-import type { Channel, Executor, StepPlan, StepResult, Transfer } from '../sched/plan.js';
-
-export interface SimCost {
-  readonly model: { numLayers: number };
-  readonly gpu: { h2dBandwidth: number; d2hBandwidth: number; transferLatency: number };
-  stepTime(items: readonly { phase: 'prefill' | 'decode'; tokens: number; cachedBefore: number }[]): number;
-}
+// (d2h, h2d, storage) as separate in-order resources, exactly as the contract orders them
+// (lib/contract/plan.ts): a step's compute time comes from the cost model and is split evenly
+// over the layers; a transfer is ready at the step's start, after layer afterLayer, and after
+// the transfers in `after`; each channel takes the plan's transfers by stage, in issue order
+// within a stage; layer beforeLayer waits for its transfer. Everything is deterministic: no
+// wall clock, no randomness. It computes no tokens: every emitting item samples
+// PLACEHOLDER_TOKEN.
+import type { ChannelSpec, CostModel } from '../cost/cost-model.js';
+import { PLACEHOLDER_TOKEN, type Channel, type Executor, type SampledToken, type StepPlan, type StepResult, type Transfer } from '../contract/plan.js';
 
 export interface SimExecutorOptions {
-  /** Prefix-store read bandwidth, bytes/s (10 GB/s: a fast local NVMe array or RDMA). */
+  /** Override the cost model's prefix-store read bandwidth, bytes/s (to emulate a store
+   *  slower or faster than the scheduler assumes). */
   storageBandwidth?: number;
-  /** Latency of one prefix-store read, seconds (100 us). */
+  /** Override the cost model's prefix-store latency per read, seconds. */
   storageLatency?: number;
-  /** Clock at start, seconds. */
+  /** Clock at start, seconds (0). */
   start?: number;
 }
 
@@ -78,38 +72,38 @@ class CompletionHeap {
 
 export class SimExecutor implements Executor {
   private clock: number;
-  private readonly cost: SimCost;
+  private readonly cost: CostModel;
   private readonly numLayers: number;
-  private readonly bandwidth: Record<Channel, number>;
-  private readonly latency: Record<Channel, number>;
+  private readonly channels: Record<Channel, ChannelSpec>;
   private readonly channelFree: Record<Channel, number>;
   private readonly done = new CompletionHeap();
-  private readonly seen = new Set<number>();
+  /** Completion time of every transfer in flight. */
+  private readonly doneAt = new Map<number, number>();
   private readonly gate: Float64Array;
   private readonly layerEnd: Float64Array;
   /** Seconds each resource was busy, for utilization reports. */
   readonly busy: Record<'compute' | Channel, number> = { compute: 0, h2d: 0, d2h: 0, storage: 0 };
   steps = 0;
 
-  constructor(cost: SimCost, opts: SimExecutorOptions = {}) {
-    if (!cost || typeof cost.stepTime !== 'function') throw new TypeError('SimExecutor: cost must be a CostModel');
-    const L = cost.model.numLayers;
-    if (!Number.isInteger(L) || L < 1) throw new RangeError(`SimExecutor: cost.model.numLayers must be a positive integer, got ${L}`);
-    const storageBw = opts.storageBandwidth ?? 10e9;
-    const check = (name: string, v: number) => {
-      if (!(v > 0 && Number.isFinite(v))) throw new RangeError(`SimExecutor: ${name} must be a positive finite bytes/s, got ${v}`);
+  constructor(cost: CostModel, opts: SimExecutorOptions = {}) {
+    if (!cost || typeof cost.stepTime !== 'function' || typeof cost.channel !== 'function') throw new TypeError('SimExecutor: cost must be a CostModel (lib/cost)');
+    const L = cost.numLayers;
+    if (!Number.isInteger(L) || L < 1) throw new RangeError(`SimExecutor: cost.numLayers must be a positive integer, got ${L}`);
+    const spec = (c: Channel, bw?: number, lat?: number): ChannelSpec => {
+      const base = cost.channel(c);
+      const out = { bandwidth: bw ?? base.bandwidth, latency: lat ?? base.latency };
+      const name = c === 'storage' ? 'storageBandwidth' : `cost.channel('${c}').bandwidth`;
+      if (!(out.bandwidth > 0 && Number.isFinite(out.bandwidth))) throw new RangeError(`SimExecutor: ${name} must be a positive finite bytes/s, got ${out.bandwidth}`);
+      if (!(out.latency >= 0 && Number.isFinite(out.latency))) throw new RangeError(`SimExecutor: ${c === 'storage' ? 'storageLatency' : `cost.channel('${c}').latency`} must be a finite number >= 0 s, got ${out.latency}`);
+      return out;
     };
-    check('gpu.h2dBandwidth', cost.gpu.h2dBandwidth);
-    check('gpu.d2hBandwidth', cost.gpu.d2hBandwidth);
-    check('storageBandwidth', storageBw);
-    const storageLatency = opts.storageLatency ?? 100e-6;
-    if (!(storageLatency >= 0)) throw new RangeError(`SimExecutor: storageLatency must be >= 0 s, got ${storageLatency}`);
+    const start = opts.start ?? 0;
+    if (!Number.isFinite(start)) throw new RangeError(`SimExecutor: start must be a finite time, got ${start}`);
     this.cost = cost;
     this.numLayers = L;
-    this.clock = opts.start ?? 0;
-    this.bandwidth = { h2d: cost.gpu.h2dBandwidth, d2h: cost.gpu.d2hBandwidth, storage: storageBw };
-    this.latency = { h2d: cost.gpu.transferLatency, d2h: cost.gpu.transferLatency, storage: storageLatency };
-    this.channelFree = { h2d: this.clock, d2h: this.clock, storage: this.clock };
+    this.clock = start;
+    this.channels = { h2d: spec('h2d'), d2h: spec('d2h'), storage: spec('storage', opts.storageBandwidth, opts.storageLatency) };
+    this.channelFree = { h2d: start, d2h: start, storage: start };
     this.gate = new Float64Array(L);
     this.layerEnd = new Float64Array(L);
   }
@@ -126,21 +120,43 @@ export class SimExecutor implements Executor {
     return this.executeSync(plan);
   }
 
-  /** execute() without the promise, for tight simulation loops. */
+  /** execute() without the promise, for tests that step by hand. */
   executeSync(plan: StepPlan): StepResult {
     const start = this.clock;
     const L = this.numLayers;
     const ts = plan.transfers;
-    this.gate.fill(start);
+    // Stage of each transfer: the last layer it follows, directly or through `after`.
+    const index = new Map<number, number>();
+    const stage = new Int32Array(ts.length);
     for (let i = 0; i < ts.length; i++) {
       const t = ts[i];
-      if (t.afterLayer !== undefined) continue;
-      const at = this.enqueue(t, start);
-      if (t.beforeLayer !== undefined) {
-        this.checkLayer(t, 'beforeLayer', t.beforeLayer);
-        if (at > this.gate[t.beforeLayer]) this.gate[t.beforeLayer] = at;
+      if (index.has(t.id) || this.doneAt.has(t.id)) throw new Error(`SimExecutor: transfer id ${t.id} issued twice`);
+      index.set(t.id, i);
+      let st = -1;
+      if (t.afterLayer !== undefined) st = this.checkLayer(t, 'afterLayer', t.afterLayer);
+      for (const d of t.after ?? []) {
+        const j = index.get(d);
+        if (j !== undefined) st = Math.max(st, stage[j]);
+        else if (!this.doneAt.has(d) && ts.some((u) => u.id === d)) throw new Error(`SimExecutor: transfer ${t.id} waits for transfer ${d}, issued after it`);
       }
+      if (t.beforeLayer !== undefined && this.checkLayer(t, 'beforeLayer', t.beforeLayer) <= st) {
+        throw new Error(`SimExecutor: transfer ${t.id} gates layer ${t.beforeLayer} but is ready only after layer ${st}`);
+      }
+      stage[i] = st;
     }
+    const byStage: number[][] = Array.from({ length: L + 1 }, () => []);
+    for (let i = 0; i < ts.length; i++) byStage[stage[i] + 1].push(i);
+    const enqueueStage = (st: number, ready: number) => {
+      for (const i of byStage[st + 1]) {
+        const t = ts[i];
+        let r = ready;
+        for (const d of t.after ?? []) r = Math.max(r, this.doneAt.get(d) ?? r);
+        const at = this.enqueue(t, r);
+        if (t.beforeLayer !== undefined && at > this.gate[t.beforeLayer]) this.gate[t.beforeLayer] = at;
+      }
+    };
+    this.gate.fill(start);
+    enqueueStage(-1, start);
     let end = start;
     if (plan.compute.length > 0) {
       const per = this.cost.stepTime(plan.compute) / L;
@@ -148,24 +164,21 @@ export class SimExecutor implements Executor {
       for (let l = 0; l < L; l++) {
         clock = Math.max(clock, this.gate[l]) + per;
         this.layerEnd[l] = clock;
+        enqueueStage(l, clock);
       }
       end = clock;
       this.busy.compute += per * L;
     } else {
-      this.layerEnd.fill(start);
-    }
-    for (let i = 0; i < ts.length; i++) {
-      const t = ts[i];
-      if (t.afterLayer === undefined) continue;
-      this.checkLayer(t, 'afterLayer', t.afterLayer);
-      this.enqueue(t, this.layerEnd[t.afterLayer]);
+      for (let l = 0; l < L; l++) enqueueStage(l, start);
     }
     this.clock = end;
     this.steps++;
-    return { start, end, transfersDone: this.drain(end) };
+    const sampled: SampledToken[] = [];
+    for (const c of plan.compute) if (c.emitsToken) sampled.push({ seq: c.seq, token: PLACEHOLDER_TOKEN });
+    return { start, end, transfersDone: this.drain(end), sampled };
   }
 
-  async idle(until: number): Promise<StepResult> {
+  async idle(until: number, _wake?: Promise<unknown>): Promise<StepResult> {
     return this.idleSync(until);
   }
 
@@ -173,27 +186,27 @@ export class SimExecutor implements Executor {
     const start = this.clock;
     const target = Math.min(until, this.done.peek());
     if (target > this.clock && Number.isFinite(target)) this.clock = target;
-    return { start, end: this.clock, transfersDone: this.drain(this.clock) };
+    return { start, end: this.clock, transfersDone: this.drain(this.clock), sampled: [] };
   }
 
-  private checkLayer(t: Transfer, field: string, l: number): void {
+  private checkLayer(t: Transfer, field: string, l: number): number {
     if (!Number.isInteger(l) || l < 0 || l >= this.numLayers) {
       throw new RangeError(`SimExecutor: transfer ${t.id} ${field} must be a layer in [0, ${this.numLayers}), got ${l}`);
     }
+    return l;
   }
 
   private enqueue(t: Transfer, ready: number): number {
-    if (this.seen.has(t.id)) throw new Error(`SimExecutor: transfer id ${t.id} issued twice`);
-    const bw = this.bandwidth[t.channel];
-    if (bw === undefined) throw new RangeError(`SimExecutor: transfer ${t.id} has unknown channel ${String(t.channel)}`);
+    const ch = this.channels[t.channel];
+    if (ch === undefined) throw new RangeError(`SimExecutor: transfer ${t.id} has unknown channel ${String(t.channel)}`);
     if (!(t.bytes >= 0)) throw new RangeError(`SimExecutor: transfer ${t.id} bytes must be >= 0, got ${t.bytes}`);
-    this.seen.add(t.id);
     const begin = Math.max(this.channelFree[t.channel], ready);
-    const dur = t.bytes / bw + this.latency[t.channel];
+    const dur = t.bytes / ch.bandwidth + ch.latency;
     const at = begin + dur;
     this.channelFree[t.channel] = at;
     this.busy[t.channel] += dur;
     this.done.push(at, t.id);
+    this.doneAt.set(t.id, at);
     return at;
   }
 
@@ -201,7 +214,7 @@ export class SimExecutor implements Executor {
     const out: { id: number; at: number }[] = [];
     while (this.done.size > 0 && this.done.peek() <= upTo) {
       const d = this.done.pop();
-      this.seen.delete(d.id);
+      this.doneAt.delete(d.id);
       out.push(d);
     }
     return out;

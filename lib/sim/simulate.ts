@@ -1,17 +1,21 @@
-// The simulation driver: feeds arrivals to a scheduler at their times and loops
-// schedule -> execute -> onResult on an executor's clock, collecting events into metrics.
-import type { Executor, Scheduler, SeqEvent, StepPlan, StepResult } from '../sched/plan.js';
-import type { Request } from '../workload/request.js';
+// The simulator: the step loop (lib/loop) over a list of requests, on the virtual-clock
+// executor, collecting events into serving metrics.
+import type { CostModel } from '../cost/cost-model.js';
+import type { Executor, StepPlan, StepResult } from '../contract/plan.js';
+import type { Request } from '../contract/request.js';
+import type { Scheduler } from '../contract/scheduler.js';
+import type { SeqEvent } from '../contract/events.js';
+import { ListArrivals, runSteps } from '../loop/step-loop.js';
 import { MetricsCollector, type ServingMetrics } from '../metrics/collector.js';
-import { SimExecutor, type SimCost, type SimExecutorOptions } from './executor.js';
+import { SimExecutor, type SimExecutorOptions } from './executor.js';
 
 export interface SimulateOptions {
   requests: readonly Request[];
   scheduler: Scheduler;
   /** The executor; or give `deployment` (or `cost`) for a SimExecutor over its cost model. */
   executor?: Executor;
-  deployment?: { cost: SimCost };
-  cost?: SimCost;
+  deployment?: { cost: CostModel };
+  cost?: CostModel;
   /** For the SimExecutor built here. */
   executorOptions?: SimExecutorOptions;
   /** Safety limit on steps (10 million). */
@@ -41,58 +45,28 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
   const { scheduler } = opts;
   if (!scheduler || typeof scheduler.schedule !== 'function') throw new TypeError('simulate: scheduler is required');
   if (!Array.isArray(opts.requests)) throw new TypeError('simulate: requests must be an array');
+  for (const [i, r] of opts.requests.entries()) {
+    if (!r || typeof r !== 'object') throw new TypeError(`simulate: requests[${i}] must be a request object`);
+    if (!(Number.isFinite(r.arrival) && r.arrival >= 0)) throw new RangeError(`simulate: requests[${i}].arrival must be a finite time >= 0 s, got ${r.arrival}`);
+  }
   const cost = opts.deployment?.cost ?? opts.cost;
   const executor: Executor | undefined = opts.executor ?? (cost ? new SimExecutor(cost, opts.executorOptions) : undefined);
   if (!executor) throw new TypeError('simulate: give executor, deployment or cost');
-  const maxSteps = opts.maxSteps ?? 10_000_000;
-  if (!(Number.isInteger(maxSteps) && maxSteps > 0)) throw new RangeError(`simulate: maxSteps must be a positive integer, got ${maxSteps}`);
-
-  const reqs = [...opts.requests].sort((a, b) => a.arrival - b.arrival);
   const collector = new MetricsCollector();
-  for (const r of reqs) collector.addRequest(r);
-  // The SimExecutor's synchronous paths skip a promise per step on long traces.
-  const sim = executor instanceof SimExecutor ? executor : null;
+  for (const r of opts.requests) collector.addRequest(r);
   const events: SeqEvent[] | undefined = opts.keepEvents ? [] : undefined;
   const rejected: { seq: string; reason: string }[] = [];
-  let next = 0;
-  let steps = 0;
-  let computeSteps = 0;
-  let stalls = 0;
-
-  for (;;) {
-    const now = executor.now;
-    while (next < reqs.length && reqs[next].arrival <= now) scheduler.add(reqs[next++], now);
-    if (!scheduler.hasWork()) {
-      if (next >= reqs.length) break;
-      if (sim) sim.idleSync(reqs[next].arrival);
-      else await executor.idle(reqs[next].arrival);
-      continue;
-    }
-    if (++steps > maxSteps) {
-      throw new Error(`simulate: ${scheduler.name} ran past maxSteps = ${maxSteps} at t = ${now.toFixed(3)} s (${next}/${reqs.length} requests arrived); raise maxSteps or look for a livelock`);
-    }
-    const plan = scheduler.schedule(now);
-    let result: StepResult;
-    const busy = plan.compute.length > 0 || plan.transfers.length > 0;
-    if (busy) {
-      result = sim ? sim.executeSync(plan) : await executor.execute(plan);
-      if (plan.compute.length > 0) computeSteps++;
-    } else {
-      const until = next < reqs.length ? reqs[next].arrival : Infinity;
-      result = sim ? sim.idleSync(until) : await executor.idle(until);
-    }
-    const ev = scheduler.onResult(plan, result);
-    collector.onEvents(ev);
-    for (const e of ev) if (e.kind === 'rejected') rejected.push({ seq: e.seq, reason: e.reason ?? '' });
-    if (events) events.push(...ev);
-    opts.onStep?.(plan, result, ev);
-    const progressed = busy || ev.length > 0 || result.transfersDone.length > 0 || executor.now > now;
-    stalls = progressed ? 0 : stalls + 1;
-    if (stalls >= 3) {
-      throw new Error(
-        `simulate: ${scheduler.name} stalled at t = ${now.toFixed(3)} s: it has work but plans nothing, and no transfer or arrival is pending (${next}/${reqs.length} requests arrived, ${executor.pendingTransfers} transfers in flight)`,
-      );
-    }
-  }
+  const { steps, computeSteps } = await runSteps({
+    scheduler,
+    executor,
+    arrivals: new ListArrivals(opts.requests),
+    maxSteps: opts.maxSteps,
+    onStep: (plan, result, ev) => {
+      collector.onEvents(ev);
+      for (const e of ev) if (e.kind === 'rejected') rejected.push({ seq: e.seq, reason: e.reason ?? '' });
+      if (events) events.push(...ev);
+      opts.onStep?.(plan, result, ev);
+    },
+  });
   return { metrics: collector.summary(), collector, steps, computeSteps, end: executor.now, events, rejected };
 }

@@ -4,7 +4,7 @@
 // store when it arrives (its prefill computes or loads them, so later requests can load
 // them); a hit is the longest run of leading chunks present, since a chained hash is only
 // useful when every chunk before it is too.
-import type { Request } from './request.js';
+import type { Request } from '../contract/request.js';
 
 /** An LRU set of chunk hashes. A Map from key to a slot in an index-linked list (head =
  *  least recently used): every operation is O(1). (Re-inserting into a Map to mark a key

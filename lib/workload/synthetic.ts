@@ -1,7 +1,7 @@
 // Synthetic workloads: seeded arrivals (Poisson, or gamma for burstier or smoother traffic
 // at the same rate), fixed or uniformly ranged lengths, and optional shared-prefix groups
 // (a system prompt or a document many requests start with) for prefix-store experiments.
-import type { Request } from './request.js';
+import type { Request } from '../contract/request.js';
 import { exponential, gamma, mulberry32, uniformInt } from './rng.js';
 import { chainHashes, DEFAULT_FINGERPRINT } from './hash.js';
 

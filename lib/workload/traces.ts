@@ -5,7 +5,7 @@
 // Arrivals come out in seconds relative to the first request, times timeScale (0.5 replays
 // the trace twice as fast). Errors name the file and line.
 import { readFileSync } from 'node:fs';
-import type { Request } from './request.js';
+import type { Request } from '../contract/request.js';
 import { chainHashes, DEFAULT_FINGERPRINT } from './hash.js';
 
 export interface TraceOptions {

@@ -2,8 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { percentile, percentiles } from '../../lib/metrics/percentiles.js';
 import { MetricsCollector } from '../../lib/metrics/collector.js';
-import type { SeqEvent } from '../../lib/sched/plan.js';
-import type { Request } from '../../lib/workload/request.js';
+import type { SeqEvent } from '../../lib/contract/events.js';
+import type { Request } from '../../lib/contract/request.js';
 
 const close = (a: number, b: number, what = '') => assert.ok(Math.abs(a - b) < 1e-9, `${what} ${a} vs ${b}`);
 

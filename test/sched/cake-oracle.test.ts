@@ -1,7 +1,7 @@
 // The Cake oracle: the best single compute/load split, checked by hand and against brute force.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cakeOracle } from '../../lib/sched/oracle.js';
+import { cakeOracle } from '../../lib/sched/cake/oracle.js';
 import { mulberry32 } from '../../lib/workload/rng.js';
 
 function bruteForce(compute: number[], load: number[], suffix: number): number {

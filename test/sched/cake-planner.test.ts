@@ -3,12 +3,13 @@
 // executor and cost formula, not lib/sim), against compute-only and load-only on the same
 // scenarios.
 import { test } from 'uvu';
+import type { CostModel } from '../../lib/cost/cost-model.js';
 import * as assert from 'uvu/assert';
-import { evaluatePlan, planCake, type PlanInput, type PlanJob } from '../../lib/sched/cake-planner.js';
-import { SchedulerCore } from '../../lib/sched/scheduler.js';
-import type { Executor, StepPlan, StepResult } from '../../lib/sched/plan.js';
+import { evaluatePlan, planCake, type PlanInput, type PlanJob } from '../../lib/sched/cake/planner.js';
+import { Scheduler } from '../../lib/sched/scheduler.js';
+import type { Executor, StepPlan, StepResult } from '../../lib/contract/plan.js';
 import { simulate } from '../../lib/sim/simulate.js';
-import type { Request } from '../../lib/workload/request.js';
+import type { Request } from '../../lib/contract/request.js';
 import { mulberry32 } from '../../lib/workload/rng.js';
 
 // ---- the planner's model ----------------------------------------------------------------
@@ -131,21 +132,28 @@ function stepTime(w: World, items: readonly { tokens: number; cachedBefore: numb
 }
 
 /** What the scheduler core is told (the same formula the executor runs). */
-function costFor(w: World) {
+function costFor(w: World): CostModel {
+  const ch = { h2d: { bandwidth: H2D, latency: 0 }, d2h: { bandwidth: H2D, latency: 0 }, storage: { bandwidth: w.storageBw, latency: 0 } };
   return {
-    model: { numLayers: LAYERS, name: 'tiny' },
-    gpu: { memBytes: 1e13, d2hBandwidth: 1e10, h2dBandwidth: 1e10, transferLatency: 0 },
+    numLayers: LAYERS,
+    kvBytesPerTokenLayer: w.kvBytesPerToken / LAYERS,
+    deviceKvBytes: 1e13,
     stepTime: (items: readonly { tokens: number; cachedBefore: number }[]) => stepTime(w, items),
     prefillChunkTime: (c: number, k: number) => stepTime(w, [{ tokens: c, cachedBefore: k }]),
-    transferTime: (bytes: number, bw: number, lat = 0) => bytes / bw + lat,
-    kvBytes: (tokens: number, layers = LAYERS) => (tokens * w.kvBytesPerToken * layers) / LAYERS,
+    channel: (c) => ch[c],
+    transferTime: (bytes, c) => bytes / ch[c].bandwidth + ch[c].latency,
   };
 }
 
-/** A virtual clock, one GPU running a step at a time, and one FIFO store channel. */
+/** PCIe, fast enough that the second hop of a prefix load is a small fixed lag. */
+const H2D = 1e11;
+
+/** A virtual clock, one GPU running a step at a time, one FIFO store channel, and one FIFO
+ *  PCIe channel for the second hop of each chunk (after its read). */
 class TinyExecutor implements Executor {
   now = 0;
   private storeFree = 0;
+  private pcieFree = 0;
   private inFlight: { id: number; at: number }[] = [];
   constructor(private readonly w: World) {}
   get pendingTransfers(): number {
@@ -154,18 +162,26 @@ class TinyExecutor implements Executor {
   async execute(plan: StepPlan): Promise<StepResult> {
     const start = this.now;
     for (const t of plan.transfers) {
-      if (t.channel !== 'storage') throw new Error(`unexpected ${t.channel} transfer`);
-      this.storeFree = Math.max(this.storeFree, start) + t.bytes / this.w.storageBw;
-      this.inFlight.push({ id: t.id, at: this.storeFree });
+      if (t.channel === 'storage') {
+        this.storeFree = Math.max(this.storeFree, start) + t.bytes / this.w.storageBw;
+        this.inFlight.push({ id: t.id, at: this.storeFree });
+      } else if (t.channel === 'h2d' && t.kind === 'prefix-load') {
+        const ready = Math.max(start, ...(t.after ?? []).map((d) => this.inFlight.find((f) => f.id === d)?.at ?? start));
+        this.pcieFree = Math.max(this.pcieFree, ready) + t.bytes / H2D;
+        this.inFlight.push({ id: t.id, at: this.pcieFree });
+      } else {
+        throw new Error(`unexpected ${t.kind} transfer`);
+      }
     }
     this.now = start + stepTime(this.w, plan.compute);
-    return { start, end: this.now, transfersDone: this.land() };
+    const sampled = plan.compute.filter((c) => c.emitsToken).map((c) => ({ seq: c.seq, token: 0 }));
+    return { start, end: this.now, transfersDone: this.land(), sampled };
   }
   async idle(until: number): Promise<StepResult> {
     const start = this.now;
     const next = Math.min(until, ...this.inFlight.map((t) => t.at));
     if (Number.isFinite(next) && next > this.now) this.now = next;
-    return { start, end: this.now, transfersDone: this.land() };
+    return { start, end: this.now, transfersDone: this.land(), sampled: [] };
   }
   private land(): { id: number; at: number }[] {
     const done = this.inFlight.filter((t) => t.at <= this.now).sort((a, b) => a.at - b.at || a.id - b.id);
@@ -210,15 +226,15 @@ function scenario(rng: () => number): Scenario {
 }
 
 async function meanTtft(sc: Scenario, mode: 'cake' | 'compute-only' | 'load-only'): Promise<number> {
-  const scheduler = new SchedulerCore({
+  const scheduler = new Scheduler({
     cost: costFor(sc.w),
-    prefixMode: mode,
+    prefix: mode,
     storageBandwidth: sc.w.storageBw,
     maxBatchedTokens: sc.budget,
-    recordBlockChanges: false,
+    recordTables: false,
     check: true,
     deviceBlocks: 40000,
-    hostBlocks: 0,
+    hostBlocks: 40000,
   });
   const r = await simulate({ requests: sc.requests, scheduler, executor: new TinyExecutor(sc.w) });
   assert.equal(r.metrics.completed, sc.requests.length, `${mode}: not every request completed`);

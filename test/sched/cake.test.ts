@@ -5,8 +5,8 @@
 // boundaries, and are reported at the end of the step (or idle wait) in which they land.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CakeTracker, type CakeEstimates, type PrefixMode } from '../../lib/sched/cake.js';
-import { cakeOracle } from '../../lib/sched/oracle.js';
+import { CakeTracker, type CakeEstimates, type PrefixMode } from '../../lib/sched/cake/tracker.js';
+import { cakeOracle } from '../../lib/sched/cake/oracle.js';
 import { mulberry32 } from '../../lib/workload/rng.js';
 
 // ---- one-request simulation -------------------------------------------------------------

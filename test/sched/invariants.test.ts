@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createScheduler, POLICIES, type PolicyName } from '../../lib/sched/index.js';
 import { simulate } from '../../lib/sim/simulate.js';
-import { deployment } from '../../lib/sim/presets.js';
+import { deployment } from '../../lib/cost/presets.js';
 import { synthetic } from '../../lib/workload/synthetic.js';
 import { annotatePrefixHits } from '../../lib/workload/prefix.js';
 

@@ -2,9 +2,9 @@
 // arithmetic and error paths.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CostModel } from '../../lib/sim/cost.js';
-import { deployment, GPUS, MODELS } from '../../lib/sim/presets.js';
-import { kvBytesPerToken } from '../../lib/sim/specs.js';
+import { RooflineCost } from '../../lib/cost/roofline.js';
+import { deployment, GPUS, MODELS } from '../../lib/cost/presets.js';
+import { kvBytesPerToken } from '../../lib/cost/specs.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -117,29 +117,35 @@ test('computeShare scales compute, not memory', () => {
 
 test('options override the calibration', () => {
   const { model, gpu } = deployment('Llama-2-7B', 'A100-80G');
-  const c = new CostModel(model, gpu, { mfuLinear: 0.5, mfuAttention: 0.5, eta: 1, t0: 0 });
+  const c = new RooflineCost(model, gpu, { mfuLinear: 0.5, mfuAttention: 0.5, eta: 1, t0: 0 });
   const expected = (2 * model.params * 100 + 4 * 32 * 4096 * 100 * 50) / (0.5 * gpu.flops);
   within(c.prefillChunkTime(100, 0), Math.max(expected, (c.totalWeightBytes + 100 * c.kvBytesPerToken) / gpu.hbmBandwidth), 1e-12, 'prefill');
 });
 
-test('transfer time is bytes / bandwidth + latency', () => {
+test('transfer time is bytes / bandwidth + latency of the channel', () => {
   const { cost, gpu } = deployment('Llama-2-7B', 'A100-80G');
-  within(cost.transferTime(256 * MiB, 25e9, 0), (256 * MiB) / 25e9, 1e-12, 'no latency');
-  within(cost.transferTime(1e9, 1e9, 0.5), 1.5, 1e-12, 'latency');
-  assert.is(cost.transferTime(0, 1e9), gpu.transferLatency);
+  within(cost.transferTime(256 * MiB, 'h2d'), (256 * MiB) / 25e9 + gpu.transferLatency, 1e-12, 'h2d');
+  assert.is(cost.transferTime(0, 'd2h'), gpu.transferLatency);
+  // The store's default read path: 10 GB/s, 100 us a read.
+  within(cost.transferTime(1e9, 'storage'), 0.1 + 100e-6, 1e-12, 'storage');
+  const slow = deployment('Llama-2-7B', 'A100-80G', { storage: { bandwidth: 1e9, latency: 0.5 } }).cost;
+  within(slow.transferTime(1e9, 'storage'), 1.5, 1e-12, 'storage option');
+  assert.equal(slow.channel('h2d'), cost.channel('h2d'));
 });
 
 test('bad arguments throw errors naming the argument and the limit', () => {
   const { model, gpu, cost } = deployment('Llama-2-7B', 'A100-80G');
-  assert.throws(() => new CostModel(model, gpu, { mfuLinear: 0 }), /mfuLinear must be in \(0, 1\], got 0/);
-  assert.throws(() => new CostModel(model, gpu, { computeShare: 1.5 }), /computeShare must be in \(0, 1\], got 1.5/);
-  assert.throws(() => new CostModel(model, gpu, { t0: -1 }), /t0 must be >= 0, got -1/);
-  assert.throws(() => new CostModel(model, { ...gpu, flops: 0 }), /gpu.flops must be > 0/);
+  assert.throws(() => new RooflineCost(model, gpu, { mfuLinear: 0 }), /mfuLinear must be in \(0, 1\], got 0/);
+  assert.throws(() => new RooflineCost(model, gpu, { computeShare: 1.5 }), /computeShare must be in \(0, 1\], got 1.5/);
+  assert.throws(() => new RooflineCost(model, gpu, { t0: -1 }), /t0 must be >= 0, got -1/);
+  assert.throws(() => new RooflineCost(model, { ...gpu, flops: 0 }), /gpu.flops must be > 0/);
   assert.throws(() => cost.prefillChunkTime(0, 0), /c must be an integer > 0, got 0/);
   assert.throws(() => cost.prefillChunkTime(10, -1), /k must be an integer >= 0, got -1/);
   assert.throws(() => cost.stepTime([{ phase: 'decode', tokens: 0, cachedBefore: 3 }]), /tokens must be > 0/);
-  assert.throws(() => cost.transferTime(10, 0), /bandwidth must be > 0, got 0/);
-  assert.throws(() => cost.transferTime(-1, 10), /bytes must be >= 0, got -1/);
+  assert.throws(() => cost.transferTime(10, 'pcie' as never), /channel must be 'h2d', 'd2h' or 'storage', got pcie/);
+  assert.throws(() => cost.transferTime(-1, 'h2d'), /bytes must be >= 0, got -1/);
+  assert.throws(() => new RooflineCost(model, gpu, { storage: { bandwidth: 0 } }), /storage.bandwidth must be a positive finite bytes\/s, got 0/);
+  assert.throws(() => new RooflineCost(model, { ...gpu, h2dBandwidth: NaN }), /gpu.h2dBandwidth must be a positive finite bytes\/s, got NaN/);
   assert.throws(() => cost.kvBytes(10, 33), /layers must be an integer in \[0, 32\], got 33/);
   assert.throws(() => cost.kvBytes(1.5), /tokens must be an integer >= 0, got 1.5/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ACTIVATION_RESERVE, deployment, GPU_MEMORY_UTILIZATION, GPUS, MODELS, TP_EFFICIENCY, type GpuName, type ModelName } from '../../lib/sim/presets.js';
+import { ACTIVATION_RESERVE, deployment, GPU_MEMORY_UTILIZATION, GPUS, MODELS, TP_EFFICIENCY, type GpuName, type ModelName } from '../../lib/cost/presets.js';
 
 const GiB = 1024 ** 3;
 

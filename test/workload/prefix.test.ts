@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { annotatePrefixHits, ChunkLru } from '../../lib/workload/prefix.js';
 import { chainHashes, chunkHashesFromTokens } from '../../lib/workload/hash.js';
 import { synthetic } from '../../lib/workload/synthetic.js';
-import type { Request } from '../../lib/workload/request.js';
+import type { Request } from '../../lib/contract/request.js';
 import { mulberry32 } from '../../lib/workload/rng.js';
 
 function req(id: string, arrival: number, ids: string[]): Request {

@@ -49,8 +49,12 @@
 // Measured with these constants (test/sim/cost.test.ts): LongAlpaca-7B 512-token chunk 0 /
 // 31 / 63 = 38.8 / 74.8 / 112.0 ms on A100 and 27.4 / 60.0 / 93.7 ms on H100; Llama-2-7B
 // decode of one 1K-token sequence 10.6 ms (A100), 22.3 ms (L20); 32 x 2K on L20 71 ms.
+import type { Channel } from '../contract/plan.js';
+import { DEFAULT_STORAGE, type ChannelSpec, type CostItem, type CostModel } from './cost-model.js';
 import type { GpuSpec, ModelSpec } from './specs.js';
 import { kvBytesPerToken } from './specs.js';
+
+export type { CostItem } from './cost-model.js';
 
 export interface CostOptions {
   /** Achieved fraction of peak FLOP/s on the linear layers (2*P*c term). */
@@ -63,16 +67,14 @@ export interface CostOptions {
   t0?: number;
   /** Fraction (0..1] of the GPU's compute this server gets (Cake runs with 12.5% cells). */
   computeShare?: number;
+  /** The prefix store's read path (default DEFAULT_STORAGE: 10 GB/s, 100 us a read). */
+  storage?: Partial<ChannelSpec>;
 }
 
-export interface CostItem {
-  phase: 'prefill' | 'decode';
-  tokens: number;
-  cachedBefore: number;
-}
+type Calibration = Required<Omit<CostOptions, 'computeShare' | 'storage'>>;
 
 /** Calibrated defaults per GPU preset (see the header for the fit). */
-export const CALIBRATION: Readonly<Record<string, Required<Omit<CostOptions, 'computeShare'>>>> = {
+export const CALIBRATION: Readonly<Record<string, Calibration>> = {
   'A100-80G': { mfuLinear: 0.599, mfuAttention: 0.379, eta: 0.8, t0: 0.002 },
   'H100-SXM': { mfuLinear: 0.275, mfuAttention: 0.132, eta: 0.8, t0: 0.002 },
   'L20-48G': { mfuLinear: 0.599, mfuAttention: 0.379, eta: 0.8, t0: 0.002 },
@@ -82,14 +84,14 @@ export const CALIBRATION: Readonly<Record<string, Required<Omit<CostOptions, 'co
 const FALLBACK = CALIBRATION['A100-80G'];
 
 /** A tensor-parallel group is named "<gpu> xN" by deployment(); calibration is per card. */
-function calibrationFor(gpuName: string): Required<Omit<CostOptions, 'computeShare'>> {
+function calibrationFor(gpuName: string): Calibration {
   const base = gpuName.replace(/\s+x\d+$/, '');
   return CALIBRATION[base] ?? FALLBACK;
 }
 
 function checkFraction(name: string, v: number): number {
   if (!(Number.isFinite(v) && v > 0 && v <= 1)) {
-    throw new Error(`CostModel: ${name} must be in (0, 1], got ${v}`);
+    throw new Error(`RooflineCost: ${name} must be in (0, 1], got ${v}`);
   }
   return v;
 }
@@ -100,7 +102,7 @@ function checkCount(where: string, name: string, v: number): void {
   }
 }
 
-export class CostModel {
+export class RooflineCost implements CostModel {
   readonly model: ModelSpec;
   readonly gpu: GpuSpec;
   readonly mfuLinear: number;
@@ -110,6 +112,10 @@ export class CostModel {
   readonly computeShare: number;
   /** KV bytes of one token over all layers. */
   readonly kvBytesPerToken: number;
+  readonly kvBytesPerTokenLayer: number;
+  readonly numLayers: number;
+  readonly deviceKvBytes: number;
+  private readonly channels: Record<Channel, ChannelSpec>;
   /** Weight bytes the whole group reads per forward pass (ModelSpec counts one GPU's shard). */
   readonly totalWeightBytes: number;
   // Precomputed denominators: stepTime runs once per simulated step, millions of times.
@@ -129,11 +135,26 @@ export class CostModel {
     this.eta = checkFraction('eta', opts.eta ?? cal.eta);
     this.computeShare = checkFraction('computeShare', opts.computeShare ?? 1);
     this.t0 = opts.t0 ?? cal.t0;
-    if (!(Number.isFinite(this.t0) && this.t0 >= 0)) throw new Error(`CostModel: t0 must be >= 0, got ${this.t0}`);
-    if (!(gpu.flops > 0)) throw new Error(`CostModel: gpu.flops must be > 0, got ${gpu.flops}`);
-    if (!(gpu.hbmBandwidth > 0)) throw new Error(`CostModel: gpu.hbmBandwidth must be > 0, got ${gpu.hbmBandwidth}`);
-    if (!(model.params > 0)) throw new Error(`CostModel: model.params must be > 0, got ${model.params}`);
+    if (!(Number.isFinite(this.t0) && this.t0 >= 0)) throw new Error(`RooflineCost: t0 must be >= 0, got ${this.t0}`);
+    if (!(gpu.flops > 0)) throw new Error(`RooflineCost: gpu.flops must be > 0, got ${gpu.flops}`);
+    if (!(gpu.hbmBandwidth > 0)) throw new Error(`RooflineCost: gpu.hbmBandwidth must be > 0, got ${gpu.hbmBandwidth}`);
+    if (!(model.params > 0)) throw new Error(`RooflineCost: model.params must be > 0, got ${model.params}`);
     this.kvBytesPerToken = kvBytesPerToken(model);
+    this.numLayers = model.numLayers;
+    this.kvBytesPerTokenLayer = this.kvBytesPerToken / model.numLayers;
+    this.deviceKvBytes = gpu.memBytes;
+    const storage = { ...DEFAULT_STORAGE, ...opts.storage };
+    if (!(storage.bandwidth > 0 && Number.isFinite(storage.bandwidth))) throw new Error(`RooflineCost: storage.bandwidth must be a positive finite bytes/s, got ${storage.bandwidth}`);
+    if (!(storage.latency >= 0 && Number.isFinite(storage.latency))) throw new Error(`RooflineCost: storage.latency must be a finite number >= 0 s, got ${storage.latency}`);
+    for (const [name, v] of [['gpu.h2dBandwidth', gpu.h2dBandwidth], ['gpu.d2hBandwidth', gpu.d2hBandwidth]] as const) {
+      if (!(v > 0 && Number.isFinite(v))) throw new Error(`RooflineCost: ${name} must be a positive finite bytes/s, got ${v}`);
+    }
+    if (!(gpu.transferLatency >= 0)) throw new Error(`RooflineCost: gpu.transferLatency must be >= 0 s, got ${gpu.transferLatency}`);
+    this.channels = {
+      h2d: { bandwidth: gpu.h2dBandwidth, latency: gpu.transferLatency },
+      d2h: { bandwidth: gpu.d2hBandwidth, latency: gpu.transferLatency },
+      storage,
+    };
     this.totalWeightBytes = model.weightBytes * model.tensorParallel;
     this.linearRate = this.mfuLinear * gpu.flops * this.computeShare;
     this.attnRate = this.mfuAttention * gpu.flops * this.computeShare;
@@ -152,7 +173,7 @@ export class CostModel {
       const c = it.tokens;
       const k = it.cachedBefore;
       if (!(c > 0) || !(k >= 0)) {
-        throw new Error(`CostModel.stepTime: tokens must be > 0 and cachedBefore >= 0, got ${c}, ${k}`);
+        throw new Error(`RooflineCost.stepTime: tokens must be > 0 and cachedBefore >= 0, got ${c}, ${k}`);
       }
       linear += c;
       attn += c * (k + c / 2);
@@ -165,8 +186,8 @@ export class CostModel {
 
   /** One prefill chunk of c tokens after k cached tokens, alone in its step. */
   prefillChunkTime(c: number, k: number): number {
-    checkCount('CostModel.prefillChunkTime', 'k', k);
-    if (!(Number.isInteger(c) && c > 0)) throw new Error(`CostModel.prefillChunkTime: c must be an integer > 0, got ${c}`);
+    checkCount('RooflineCost.prefillChunkTime', 'k', k);
+    if (!(Number.isInteger(c) && c > 0)) throw new Error(`RooflineCost.prefillChunkTime: c must be an integer > 0, got ${c}`);
     return this.stepTime([{ phase: 'prefill', tokens: c, cachedBefore: k }]);
   }
 
@@ -192,19 +213,24 @@ export class CostModel {
     };
   }
 
-  /** bytes / bandwidth + latency (latency defaults to the GPU's per-transfer latency). */
-  transferTime(bytes: number, bandwidth: number, latency: number = this.gpu.transferLatency): number {
-    if (!(bytes >= 0)) throw new Error(`CostModel.transferTime: bytes must be >= 0, got ${bytes}`);
-    if (!(bandwidth > 0)) throw new Error(`CostModel.transferTime: bandwidth must be > 0, got ${bandwidth}`);
-    if (!(latency >= 0)) throw new Error(`CostModel.transferTime: latency must be >= 0, got ${latency}`);
-    return bytes / bandwidth + latency;
+  channel(c: Channel): ChannelSpec {
+    const s = this.channels[c];
+    if (!s) throw new RangeError(`RooflineCost.channel: channel must be 'h2d', 'd2h' or 'storage', got ${String(c)}`);
+    return s;
+  }
+
+  /** bytes / bandwidth + latency of the channel. */
+  transferTime(bytes: number, c: Channel): number {
+    if (!(bytes >= 0)) throw new Error(`RooflineCost.transferTime: bytes must be >= 0, got ${bytes}`);
+    const s = this.channel(c);
+    return bytes / s.bandwidth + s.latency;
   }
 
   /** KV bytes of `tokens` tokens over `layers` layers (default all). */
   kvBytes(tokens: number, layers: number = this.model.numLayers): number {
-    checkCount('CostModel.kvBytes', 'tokens', tokens);
+    checkCount('RooflineCost.kvBytes', 'tokens', tokens);
     if (!(Number.isInteger(layers) && layers >= 0 && layers <= this.model.numLayers)) {
-      throw new Error(`CostModel.kvBytes: layers must be an integer in [0, ${this.model.numLayers}], got ${layers}`);
+      throw new Error(`RooflineCost.kvBytes: layers must be an integer in [0, ${this.model.numLayers}], got ${layers}`);
     }
     return (tokens * this.kvBytesPerToken * layers) / this.model.numLayers;
   }

@@ -4,7 +4,7 @@
 // Reference counts let prefix blocks be shared by several sequences: a block returns to
 // the free list only when its last owner frees it.
 
-export interface BlockAllocatorOptions {
+export interface BlockPoolOptions {
   /** Fraction of the pool that new admissions must leave free (vLLM's 1% watermark), so
    *  running sequences can still grow by a block without immediate preemption. */
   watermark?: number;
@@ -12,7 +12,7 @@ export interface BlockAllocatorOptions {
   name?: string;
 }
 
-export class BlockAllocator {
+export class BlockPool {
   readonly numBlocks: number;
   readonly name: string;
   /** Blocks admissions must leave free. */
@@ -21,12 +21,12 @@ export class BlockAllocator {
   private top: number;
   private readonly refs: Int32Array;
 
-  constructor(numBlocks: number, opts: BlockAllocatorOptions = {}) {
+  constructor(numBlocks: number, opts: BlockPoolOptions = {}) {
     if (!Number.isInteger(numBlocks) || numBlocks < 0 || numBlocks > 2 ** 31 - 1) {
-      throw new RangeError(`BlockAllocator: numBlocks must be an integer in [0, 2^31), got ${numBlocks}`);
+      throw new RangeError(`BlockPool: numBlocks must be an integer in [0, 2^31), got ${numBlocks}`);
     }
     const wm = opts.watermark ?? 0;
-    if (!(wm >= 0 && wm < 1)) throw new RangeError(`BlockAllocator: watermark must be in [0, 1), got ${wm}`);
+    if (!(wm >= 0 && wm < 1)) throw new RangeError(`BlockPool: watermark must be in [0, 1), got ${wm}`);
     this.numBlocks = numBlocks;
     this.name = opts.name ?? 'pool';
     this.watermarkBlocks = Math.ceil(numBlocks * wm);
@@ -51,7 +51,7 @@ export class BlockAllocator {
   }
 
   alloc(): number {
-    if (this.top === 0) throw new Error(`BlockAllocator(${this.name}): out of blocks (capacity ${this.numBlocks})`);
+    if (this.top === 0) throw new Error(`BlockPool(${this.name}): out of blocks (capacity ${this.numBlocks})`);
     const b = this.freeStack[--this.top];
     this.refs[b] = 1;
     return b;
@@ -59,8 +59,8 @@ export class BlockAllocator {
 
   /** n blocks, all or nothing. */
   allocMany(n: number, out: number[] = []): number[] {
-    if (!Number.isInteger(n) || n < 0) throw new RangeError(`BlockAllocator(${this.name}).allocMany: n must be a non-negative integer, got ${n}`);
-    if (n > this.top) throw new Error(`BlockAllocator(${this.name}): asked for ${n} blocks, ${this.top} free (capacity ${this.numBlocks})`);
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`BlockPool(${this.name}).allocMany: n must be a non-negative integer, got ${n}`);
+    if (n > this.top) throw new Error(`BlockPool(${this.name}): asked for ${n} blocks, ${this.top} free (capacity ${this.numBlocks})`);
     for (let i = 0; i < n; i++) {
       const b = this.freeStack[--this.top];
       this.refs[b] = 1;
@@ -72,7 +72,7 @@ export class BlockAllocator {
   /** Another owner of an allocated block (a shared prefix block). */
   share(block: number): void {
     this.check(block);
-    if (this.refs[block] === 0) throw new Error(`BlockAllocator(${this.name}).share: block ${block} is free`);
+    if (this.refs[block] === 0) throw new Error(`BlockPool(${this.name}).share: block ${block} is free`);
     this.refs[block]++;
   }
 
@@ -80,7 +80,7 @@ export class BlockAllocator {
   free(block: number): void {
     this.check(block);
     const r = this.refs[block];
-    if (r === 0) throw new Error(`BlockAllocator(${this.name}).free: block ${block} is already free (double free)`);
+    if (r === 0) throw new Error(`BlockPool(${this.name}).free: block ${block} is already free (double free)`);
     this.refs[block] = r - 1;
     if (r === 1) this.freeStack[this.top++] = block;
   }
@@ -96,7 +96,7 @@ export class BlockAllocator {
 
   private check(block: number): void {
     if (!Number.isInteger(block) || block < 0 || block >= this.numBlocks) {
-      throw new RangeError(`BlockAllocator(${this.name}): block id ${block} out of range [0, ${this.numBlocks})`);
+      throw new RangeError(`BlockPool(${this.name}): block id ${block} out of range [0, ${this.numBlocks})`);
     }
   }
 }

@@ -10,7 +10,7 @@
 //
 // (vLLM's gpu_memory_utilization = 0.9; the activation reserve stands for the peak of the
 // profiling forward pass, which vLLM measures and this model fixes.)
-import { CostModel, type CostOptions } from './cost.js';
+import { RooflineCost, type CostOptions } from './roofline.js';
 import type { GpuSpec, ModelSpec } from './specs.js';
 
 const GiB = 1024 ** 3;
@@ -100,7 +100,7 @@ export function deployment(
   modelName: ModelName,
   gpuName: GpuName,
   opts?: CostOptions,
-): { model: ModelSpec; gpu: GpuSpec; cost: CostModel } {
+): { model: ModelSpec; gpu: GpuSpec; cost: RooflineCost } {
   const model = MODELS[modelName];
   const card = GPUS[gpuName];
   if (!model) throw new Error(`deployment: unknown model ${String(modelName)} (known: ${Object.keys(MODELS).join(', ')})`);
@@ -123,5 +123,5 @@ export function deployment(
     d2hBandwidth: card.d2hBandwidth * tp,
     transferLatency: card.transferLatency,
   };
-  return { model, gpu: group, cost: new CostModel(model, group, opts) };
+  return { model, gpu: group, cost: new RooflineCost(model, group, opts) };
 }

@@ -1,0 +1,352 @@
+// The prefix coordinator: requests whose prompt prefix KV sits in the prefix store, under one
+// of three modes (compute-only: recompute it; load-only: load it whole; cake: compute from
+// the front while loading from the back). One CakeTracker per request decides what to load
+// and compute; this class turns that into the plan's loads and compute, keeps the store's
+// queue, and plans several requests jointly (planner.ts).
+//
+// A stored chunk reaches the device in two hops:
+//   'prefix-read'  (storage channel): the store's bytes land in host landing blocks, every
+//                  layer's K and V for the chunk's tokens;
+//   'prefix-load'  (h2d, after the read): landing blocks to the request's device blocks of the
+//                  chunk's positions. The landing blocks go back when it completes.
+// The tracker hears of a chunk when its prefix-load completes.
+//
+// Compute gets only the token budget left after decodes and ordinary prefills; loads are
+// issued regardless. With several prefix requests in flight, a step's length matters as much
+// as its order (a request's first token comes at the end of the step with its last compute):
+//   - a suffix that is ready (prefix KV in place) runs before any front: short, ends a TTFT;
+//   - a step that ends TTFTs carries no front beside them;
+//   - a front step ends no later than the next waiting request's loads are expected to land.
+// The joint planner assumes exactly this. With one request these rules change nothing.
+import type { ChunkBlocks, StepPlan, StepResult } from '../../contract/plan.js';
+import type { SchedCore } from '../core.js';
+import type { SeqState } from '../request-state.js';
+import type { StepBuilder } from '../step-builder.js';
+import { sizeToLimit } from '../policy/slo.js';
+import { planCake, type FixedJob, type PlanJob } from './planner.js';
+import { CakeTracker, type PrefixMode } from './tracker.js';
+
+export interface PrefixOptions {
+  mode: PrefixMode;
+  /** Prefix loads in flight per request (default: the tracker's). */
+  maxLoadsInFlight?: number;
+  /** Read bandwidth the split estimates use, bytes/s: a number, or a function for a measured
+   *  moving estimate (default: the cost model's storage channel). */
+  storageBandwidth?: number | (() => number);
+}
+
+interface PrefixSeq {
+  tracker: CakeTracker;
+  /** The joint planner's last split for this request (a start for the next search). */
+  split?: number;
+}
+
+interface LoadExpectation {
+  s: SeqState;
+  /** When this chunk is expected to land (the store is FIFO: behind every earlier read). */
+  at: number;
+}
+
+export class PrefixCoordinator {
+  readonly mode: PrefixMode;
+  private readonly core: SchedCore;
+  private readonly maxLoadsInFlight: number | undefined;
+  private readonly storageBandwidth: () => number;
+  private readonly seqs = new Map<SeqState, PrefixSeq>();
+  /** In-flight prefix-loads by transfer id. */
+  private readonly expect = new Map<number, LoadExpectation>();
+  /** When the store is expected to finish every read issued so far. */
+  private storageEnd = 0;
+  /** Real seconds of steps that ran fronts over the cost model's seconds for those ranges
+   *  alone (EWMA of both): decodes and ordinary prefills share those steps and take budget
+   *  first, so fronts run slower than the model says; the joint planner scales by this. */
+  private frontActual = 0;
+  private frontEstimated = 0;
+
+  constructor(core: SchedCore, opts: PrefixOptions) {
+    this.core = core;
+    this.mode = opts.mode;
+    this.maxLoadsInFlight = opts.maxLoadsInFlight;
+    const bw = opts.storageBandwidth;
+    if (typeof bw === 'number' && !(bw > 0 && Number.isFinite(bw))) throw new RangeError(`Scheduler: storageBandwidth must be a positive finite bytes/s, got ${bw}`);
+    this.storageBandwidth = typeof bw === 'function' ? bw : typeof bw === 'number' ? () => bw : () => core.cost.channel('storage').bandwidth;
+  }
+
+  /** Whether `s`'s prefill goes through this coordinator (it has a stored prefix). */
+  uses(s: SeqState): boolean {
+    return !!s.req.prefix && s.req.prefix.storedChunks > 0;
+  }
+
+  /** Whether `s` is prefilling under this coordinator now. */
+  owns(s: SeqState): boolean {
+    return this.seqs.has(s);
+  }
+
+  /** `s` was admitted with every layer on the device. */
+  attach(s: SeqState): void {
+    const p = s.req.prefix!;
+    this.seqs.set(s, {
+      tracker: new CakeTracker({
+        promptLen: s.target,
+        chunkTokens: p.chunkTokens,
+        storedChunks: p.storedChunks,
+        mode: this.mode,
+        maxLoadsInFlight: this.maxLoadsInFlight,
+        estimates: {
+          compute: (start, tokens) => this.core.cost.prefillChunkTime(tokens, start),
+          load: () => this.chunkLoadTime(s),
+        },
+      }),
+    });
+  }
+
+  /** `s` let go of its KV (preempted, aborted): a recompute starts over without the store. */
+  detach(s: SeqState): void {
+    this.seqs.delete(s);
+  }
+
+  /** Bytes of one chunk: every layer's blocks for its tokens. */
+  private chunkBytes(s: SeqState): number {
+    return this.core.numLayers * (s.req.prefix!.chunkTokens / this.core.blockSize) * this.core.blockBytes;
+  }
+
+  /** Store then PCIe, pipelined over chunks: each chunk costs the slower hop. */
+  private chunkLoadTime(s: SeqState): number {
+    const bytes = this.chunkBytes(s);
+    const st = this.core.cost.channel('storage');
+    return Math.max(bytes / this.storageBandwidth() + st.latency, this.core.cost.transferTime(bytes, 'h2d'));
+  }
+
+  // ---- planning -----------------------------------------------------------------------
+
+  schedule(now: number, b: StepBuilder): void {
+    if (this.seqs.size === 0) return;
+    const live: SeqState[] = [];
+    for (const s of this.core.running) {
+      const p = this.seqs.get(s);
+      if (p && !p.tracker.done) live.push(s);
+    }
+    if (this.mode === 'cake') this.planJointly(now, live);
+    for (const s of live) this.issueLoads(s, b, now);
+    if (b.budget === 0 || live.length === 0) return;
+    const push = (s: SeqState, r: { start: number; tokens: number }) => b.add(this.core.prefillItem(s, r.tokens, r.start));
+    if (this.mode !== 'cake') {
+      // The single-mode baselines serve their requests in admission order, nothing more.
+      for (const s of live) {
+        if (b.budget === 0) break;
+        const r = this.seqs.get(s)!.tracker.nextCompute(b.budget, now);
+        if (r) push(s, r);
+      }
+      return;
+    }
+    if (live.length > 1) {
+      let suffixes = 0;
+      for (const s of live) {
+        if (b.budget === 0) break;
+        const t = this.seqs.get(s)!.tracker;
+        if (t.phase !== 'suffix') continue;
+        const r = t.nextCompute(b.budget, now);
+        if (!r) continue;
+        push(s, r);
+        suffixes++;
+      }
+      if (suffixes > 0) return;
+    }
+    // Fronts stop when the first request that waits only for its loads gets them, including
+    // one whose front reaches its loads in this very step.
+    const landAt = live.length > 1 ? this.landingTimes() : new Map<SeqState, number>();
+    const waitsFor = (s: SeqState) => {
+      const at = landAt.get(s);
+      return at !== undefined && at > now ? at : Infinity;
+    };
+    let horizon = Infinity;
+    for (const s of live) if (this.seqs.get(s)!.tracker.phase === 'draining') horizon = Math.min(horizon, waitsFor(s));
+    for (const s of live) {
+      if (b.budget === 0) break;
+      const t = this.seqs.get(s)!.tracker;
+      let cap = b.budget;
+      if (horizon < Infinity && t.phase === 'prefix') {
+        cap = sizeToLimit(b, t.computedEnd, b.budget, horizon - now, 0, this.core.blockSize);
+        if (cap === 0) break;
+      }
+      const r = t.nextCompute(cap, now);
+      if (!r) continue;
+      push(s, r);
+      if (r.start + r.tokens >= t.loadFrom * t.chunkTokens) horizon = Math.min(horizon, waitsFor(s));
+    }
+  }
+
+  private issueLoads(s: SeqState, b: StepBuilder, now: number): void {
+    const t = this.seqs.get(s)!.tracker;
+    const core = this.core;
+    const L = core.numLayers;
+    const nb = s.req.prefix!.chunkTokens / core.blockSize;
+    // Landing blocks first: a chunk the tracker marks in flight must be issued.
+    while (core.kv.host.canAllocate(L * nb)) {
+      const c = t.nextLoad(now);
+      if (c < 0) break;
+      this.issueChunk(s, c, b, now);
+    }
+  }
+
+  private issueChunk(s: SeqState, chunk: number, b: StepBuilder, now: number): void {
+    const core = this.core;
+    const p = s.req.prefix!;
+    const kv = s.hold!.kv;
+    const nb = p.chunkTokens / core.blockSize;
+    const bytes = this.chunkBytes(s);
+    const dest: ChunkBlocks[] = [];
+    const moves = [];
+    const release = [];
+    for (let l = 0; l < core.numLayers; l++) {
+      const landing = core.kv.allocLanding(s.id, l, nb)!;
+      dest.push({ layer: l, tier: 'host', blocks: landing });
+      const pairs = new Int32Array(2 * nb);
+      for (let j = 0; j < nb; j++) {
+        pairs[2 * j] = landing[j];
+        pairs[2 * j + 1] = kv.tables[l][chunk * nb + j];
+      }
+      moves.push({ layer: l, from: 'host' as const, to: 'device' as const, pairs });
+      release.push({ layer: l, tier: 'host' as const, blocks: landing });
+    }
+    core.stats.prefixLoads++;
+    core.stats.loadedBytes += bytes;
+    const read = core.transfers.issue(b, s, { kind: 'prefix-read', channel: 'storage', bytes, moves: [], chunk: { index: chunk, hash: p.chunkHashes[chunk], dest } });
+    this.storageEnd = Math.max(this.storageEnd, now) + this.chunkLoadTime(s);
+    const load = core.transfers.issue(
+      b,
+      s,
+      { kind: 'prefix-load', channel: 'h2d', bytes, moves, after: [read.t.id] },
+      {
+        release,
+        onDone: (at, error, dropped) => {
+          this.landed(load.t.id, at);
+          if (error !== undefined) throw new Error(`Scheduler: prefix chunk ${chunk} of ${s.id} failed to load (${error}); recomputing a failed chunk is not supported by this scheduler`);
+          if (!dropped) this.seqs.get(s)?.tracker.onLoaded(chunk, at);
+        },
+      },
+    );
+    this.expect.set(load.t.id, { s, at: this.storageEnd });
+  }
+
+  /** The store is FIFO: every load behind one that landed shifts by the same error. */
+  private landed(id: number, at: number): void {
+    const rec = this.expect.get(id);
+    if (!rec) return;
+    this.expect.delete(id);
+    const delta = at - rec.at;
+    let behind = false;
+    for (const r of this.expect.values()) {
+      if (r.at > rec.at) {
+        r.at += delta;
+        behind = true;
+      }
+    }
+    this.storageEnd = behind ? this.storageEnd + delta : at;
+  }
+
+  /** When each live request's issued loads are expected to land. */
+  private landingTimes(): Map<SeqState, number> {
+    const landAt = new Map<SeqState, number>();
+    for (const r of this.expect.values()) {
+      if (!r.s.hold || r.s.hold.dropped) continue;
+      landAt.set(r.s, Math.max(landAt.get(r.s) ?? -Infinity, r.at));
+    }
+    return landAt;
+  }
+
+  /** GPU seconds of a request's last step(s): its uncached suffix, or the recomputed last
+   *  token of a fully stored prompt. */
+  private suffixTime(P: number, stored: number): number {
+    return P > stored ? this.core.cost.prefillChunkTime(P - stored, stored) : this.core.cost.prefillChunkTime(1, P - 1);
+  }
+
+  /**
+   * Several requests in flight: one plan for all (planner.ts), imposed on their trackers as
+   * splits. A lone request keeps its tracker's own planning, which is the single-request
+   * oracle; with others in flight that planning assumes the store and the GPU are its own.
+   * Once planned jointly a request stays so: its tracker's own view is wrong by then.
+   */
+  private planJointly(now: number, live: readonly SeqState[]): void {
+    if (live.length < 2 && !live.some((s) => this.seqs.get(s)!.split !== undefined)) {
+      for (const s of live) this.seqs.get(s)!.tracker.setSplit(null);
+      return;
+    }
+    const landAt = this.landingTimes();
+    let storageFree = now;
+    for (const r of this.expect.values()) if (r.s.hold && !r.s.hold.dropped) storageFree = Math.max(storageFree, r.at);
+    const cost = this.core.cost;
+    const dil = this.frontEstimated > 0 ? Math.max(1, this.frontActual / this.frontEstimated) : 1;
+    const jobs: PlanJob[] = [];
+    const planned: SeqState[] = [];
+    const fixed: FixedJob[] = [];
+    for (const s of live) {
+      const t = this.seqs.get(s)!.tracker;
+      const C = t.chunkTokens;
+      const S = t.storedChunks;
+      const P = t.promptLen;
+      const v = t.planView();
+      const suffix = dil * this.suffixTime(P, S * C);
+      const loadsLandAt = landAt.get(s) ?? -Infinity;
+      if (!v.plannable) {
+        fixed.push({ readyAt: Math.max(now, loadsLandAt), suffix: t.phase === 'draining' || t.phase === 'suffix' ? suffix : 0 });
+        continue;
+      }
+      const front = new Float64Array(v.last - v.first + 1);
+      for (let k = v.first; k <= v.last; k++) {
+        const tokens = k * C - v.front;
+        front[k - v.first] = tokens > 0 ? dil * cost.prefillChunkTime(tokens, v.front) : 0;
+      }
+      jobs.push({
+        first: v.first,
+        last: v.last,
+        stored: S,
+        front,
+        computeAll: v.last === S ? dil * cost.prefillChunkTime(P - v.front, v.front) : undefined,
+        loadTime: this.chunkLoadTime(s),
+        loadsLandAt,
+        suffix,
+      });
+      planned.push(s);
+    }
+    if (jobs.length === 0) return;
+    const plan = planCake({ now, storageFreeAt: storageFree, jobs, fixed, previous: planned.map((s, i) => this.seqs.get(s)!.split ?? jobs[i].last) });
+    planned.forEach((s, i) => {
+      const p = this.seqs.get(s)!;
+      p.split = plan.splits[i];
+      p.tracker.setSplit(plan.splits[i]);
+    });
+  }
+
+  // ---- results ------------------------------------------------------------------------
+
+  /** Compares a step that ran fronts with what the cost model says those ranges take alone
+   *  (the planner's unit), so the planner sees the fronts' real pace on a busy GPU. */
+  observe(plan: StepPlan, result: StepResult): void {
+    if (this.mode !== 'cake') return;
+    const ids = new Set<string>();
+    for (const s of this.seqs.keys()) ids.add(s.id);
+    let est = 0;
+    for (const c of plan.compute) {
+      if (c.phase === 'prefill' && ids.has(c.seq)) est += this.core.cost.prefillChunkTime(c.tokens, c.cachedBefore);
+    }
+    if (est <= 0) return;
+    this.frontActual = 0.8 * this.frontActual + 0.2 * (result.end - result.start);
+    this.frontEstimated = 0.8 * this.frontEstimated + 0.2 * est;
+  }
+
+  /** `s` computed [start, start + tokens). True when its prefill is complete: all prompt KV is
+   *  in place and the first token can be emitted. */
+  onComputed(s: SeqState, start: number, tokens: number): boolean {
+    const p = this.seqs.get(s)!;
+    const t = p.tracker;
+    t.onComputed(start, tokens);
+    s.computed = t.computedEnd;
+    if (!t.done) return false;
+    this.core.stats.loadedTokens += t.loadedTokens;
+    this.core.stats.computedPrefixTokens += t.computedTokens;
+    s.computed = s.target;
+    this.seqs.delete(s);
+    return true;
+  }
+}
