@@ -22,8 +22,17 @@ export function encodeValues(dtype: StDType, values: ArrayLike<number>): Uint8Ar
     return new Uint8Array(f.buffer);
   }
   const bits = new Uint16Array(values.length);
-  const d = dtype === 'F16' ? 'fp16' : 'bf16';
-  for (let i = 0; i < values.length; i++) bits[i] = toBits(d, values[i]);
+  if (dtype === 'BF16') {
+    // A bf16 value is an fp32 value whose low 16 bits are zero: its bits are the high half.
+    const f = Float32Array.from(values);
+    const u = new Uint32Array(f.buffer);
+    for (let i = 0; i < u.length; i++) {
+      if ((u[i] & 0xffff) !== 0 && !Number.isNaN(f[i])) throw new RangeError(`encodeValues: ${f[i]} is not a bf16 value`);
+      bits[i] = u[i] >>> 16;
+    }
+  } else {
+    for (let i = 0; i < values.length; i++) bits[i] = toBits('fp16', values[i]);
+  }
   // Little-endian host (x86-64, arm64): the typed array's bytes are the file's bytes.
   return new Uint8Array(bits.buffer);
 }

@@ -143,6 +143,19 @@ export function hfWeightShapes(c: HfConfig): [string, number[]][] {
 
 export type Weights = Map<string, Float64Array>;
 
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+// Any rounding to a representable value will do here (the file and the reference read the
+// same values); bf16 by truncating an fp32 value's low half is fast.
+function round(dtype: RefDType, x: number): number {
+  if (dtype === 'fp32') return Math.fround(x);
+  if (dtype === 'fp16') return roundTo('fp16', x);
+  f32[0] = x;
+  u32[0] &= 0xffff0000;
+  return f32[0];
+}
+
 /**
  * Seeded weights at scales a trained model has in spirit: projections ~ 1/sqrt(fan_in)
  * (so activations neither vanish nor blow up), norms around 1, and biases and embeddings
@@ -162,7 +175,7 @@ export function randomWeights(c: HfConfig, seed: number, dtype: RefDType): Weigh
     } else if (name.endsWith('.bias')) half = 0.5;
     else if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') half = 1;
     else half = Math.sqrt(3 / shape[1]) * 1.5;
-    for (let i = 0; i < n; i++) v[i] = roundTo(dtype, centre + rng.sym(half));
+    for (let i = 0; i < n; i++) v[i] = round(dtype, centre + rng.sym(half));
     w.set(name, v);
   }
   return w;
