@@ -3,7 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ModelConfigError, modelSpec, parseModelConfig, totalParams } from '../../lib/model/config.js';
-import { MODELS } from '../../lib/sim/presets.js';
+import { GPUS, MODELS } from '../../lib/sim/presets.js';
+import { CostModel } from '../../lib/sim/cost.js';
 import { throwsExactly } from '../util/throws.js';
 
 const LLAMA2_7B = {
@@ -224,6 +225,15 @@ test('modelSpec matches the simulator presets built from the same architectures'
   assert.is(s.kvDtypeBytes, 4);
   assert.is(s.weightBytes, totalParams(parseModelConfig(LLAMA32_1B)) * 4);
   assert.is(s.name, 'LlamaForCausalLM 16x2048');
+});
+
+test('a real config drives the simulator: the cost model of Llama-3.1-8B from its config.json equals the preset\'s', () => {
+  const mine = new CostModel(modelSpec(parseModelConfig(LLAMA31_8B), { name: 'Llama-3.1-8B' }), GPUS['H100-SXM']);
+  const preset = new CostModel(MODELS['Llama-3.1-8B'], GPUS['H100-SXM']);
+  const items = [{ phase: 'prefill' as const, tokens: 2048, cachedBefore: 0 }, { phase: 'decode' as const, tokens: 1, cachedBefore: 4000 }];
+  const a = mine.stepTime(items);
+  const b = preset.stepTime(items);
+  assert.ok(a > 0 && Math.abs(a - b) / b < 1e-3, `${a} vs ${b}`);
 });
 
 const E = (msg: string) => `config.json: ${msg}`;
