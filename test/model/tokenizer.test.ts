@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer, TokenizerError } from '../../lib/model/tokenizer.js';
 import { tempDir } from '../util/tiny-model.js';
-import { QWEN2_CHAT_TEMPLATE, SPECIAL, VOCAB_SIZE, llama3TokenizerConfig, llama3TokenizerJson } from '../util/tiny-tokenizer.js';
+import { QWEN2_CHAT_TEMPLATE, SPECIAL, VOCAB_SIZE, llama2TokenizerJson, llama3TokenizerConfig, llama3TokenizerJson } from '../util/tiny-tokenizer.js';
 import { rejectsExactly, throwsExactly } from '../util/throws.js';
 
 const tok = new Tokenizer(llama3TokenizerJson(), llama3TokenizerConfig());
@@ -170,6 +170,25 @@ test('fromDir: reads tokenizer.json and tokenizer_config.json, names missing or 
   } finally {
     t.cleanup();
   }
+});
+
+
+test('SentencePiece-style BPE (Llama 2 / Mistral): ▁ spaces, byte fallback, leading space kept in a stream after the prompt', () => {
+  const sp = new Tokenizer(llama2TokenizerJson(), { bos_token: '<s>', eos_token: '</s>', clean_up_tokenization_spaces: false });
+  assert.is(sp.bosTokenId, 1);
+  assert.is(sp.eosTokenId, 2);
+  // "hello world" -> ▁hello▁world -> ▁hello ▁w o r l d
+  assert.equal(sp.encode('hello world'), [1, 271, 272, 263, 265, 262, 266]);
+  // é is not a piece: its UTF-8 bytes C3 A9 as <0xC3> <0xA9>.
+  assert.equal(sp.encode('hello é', { addSpecialTokens: false }), [271, 259, 3 + 0xc3, 3 + 0xa9]);
+  assert.is(sp.decode([1, 271, 272, 263, 265, 262, 266], { skipSpecialTokens: true }), 'hello world');
+  assert.is(sp.decode([271, 259, 3 + 0xc3, 3 + 0xa9]), 'hello é');
+  // The first generated token after a prompt keeps its space; with no prompt it is stripped.
+  const after = sp.createStream({ promptIds: sp.encode('hello') });
+  assert.equal([272, 263, 3 + 0xc3, 3 + 0xa9].map((id) => after.push(id)), [' w', 'o', '', 'é']);
+  const fresh = sp.createStream();
+  assert.is(fresh.push(271), 'hello');
+  assert.is(fresh.push(272), ' w');
 });
 
 test.run();
