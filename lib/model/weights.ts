@@ -106,18 +106,19 @@ export function bindCheckpoint(c: ModelConfig, ckpt: Checkpoint): BoundWeight[] 
 
 // ---- dummy weights ---------------------------------------------------------------------
 //
-// Element j of a weight is a pure function of (seed, tensor name, j), so any range of any
-// tensor can be generated on its own, in any order, in bounded chunks, and the same seed
-// gives the same model everywhere. Scales keep activations at unit size whatever the
-// shape: linear weights are uniform with standard deviation 1/sqrt(fan_in) (each output of
-// a projection of a unit-RMS input then has unit variance; the embedding and lm_head use
-// 1/sqrt(hidden_size), so logits are O(1)), norm weights are 1 +- 0.1 and biases +- 0.1.
+// Filled natively (ops.fillUniform: element i is a pure function of (seed, i), the same
+// bits on every backend), one seed per native tensor. Scales keep activations at unit size
+// whatever the shape: linear weights are uniform with standard deviation 1/sqrt(fan_in)
+// (each output of a projection of a unit-RMS input then has unit variance; the embedding
+// and lm_head use 1/sqrt(hidden_size), so logits are O(1)), norm weights are 1 +- 0.1 and
+// biases +- 0.1.
 // vLLM's dummy weights are uniform +-1e-3, which makes every logit equal; these give a
 // model whose greedy output depends on its input, so tests of generation mean something.
 
 /** Half-width of the uniform distribution of a dummy weight, and its centre. */
 export function dummyRange(spec: WeightSpec, c: ModelConfig): { centre: number; half: number } {
-  const uniformStd = (fanIn: number) => Math.sqrt(3 / fanIn);
+  // Uniform on [-a, a] has standard deviation a / sqrt(3).
+  const halfWidth = (fanIn: number) => Math.sqrt(3 / fanIn);
   switch (spec.role) {
     case 'inputNorm':
     case 'postNorm':
@@ -128,47 +129,10 @@ export function dummyRange(spec: WeightSpec, c: ModelConfig): { centre: number; 
     case 'vBias':
       return { centre: 0, half: 0.1 };
     case 'o':
-      return { centre: 0, half: uniformStd(c.numHeads * c.headDim) };
+      return { centre: 0, half: halfWidth(c.numHeads * c.headDim) };
     case 'down':
-      return { centre: 0, half: uniformStd(c.intermediateSize) };
+      return { centre: 0, half: halfWidth(c.intermediateSize) };
     default:
-      return { centre: 0, half: uniformStd(c.hiddenSize) };
+      return { centre: 0, half: halfWidth(c.hiddenSize) };
   }
-}
-
-function mix32(x: number): number {
-  // lowbias32 (Chris Wellons' hash prospector): a full-avalanche 32-bit integer hash.
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x21f0aaad);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x735a2d97);
-  x ^= x >>> 15;
-  return x >>> 0;
-}
-
-function nameHash(name: string): number {
-  // FNV-1a over UTF-16 code units: the weight names are ASCII.
-  let h = 0x811c9dc5;
-  for (let k = 0; k < name.length; k++) h = Math.imul(h ^ name.charCodeAt(k), 0x01000193);
-  return h >>> 0;
-}
-
-/** Largest element count a dummy weight may have (indices are 32-bit). */
-export const DUMMY_MAX_ELEMENTS = 2 ** 32;
-
-/**
- * Writes elements [start, start + out.length) of the dummy weight `spec` into `out`, as
- * fp32 values. Deterministic in (seed, spec.name, element index).
- */
-export function fillDummy(out: Float32Array, spec: WeightSpec, c: ModelConfig, seed: number, start = 0): void {
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`dummy weights: seed must be an integer, got ${seed}`);
-  const numel = spec.shape.reduce((a, b) => a * b, 1);
-  if (numel > DUMMY_MAX_ELEMENTS) throw new RangeError(`dummy weights: ${spec.name} has ${numel} elements, more than ${DUMMY_MAX_ELEMENTS}`);
-  if (!Number.isSafeInteger(start) || start < 0 || start + out.length > numel)
-    throw new RangeError(`dummy weights: range [${start}, ${start + out.length}) is outside ${spec.name} (${numel} elements)`);
-  const { centre, half } = dummyRange(spec, c);
-  const key = mix32(mix32((seed >>> 0) ^ mix32(Math.floor(seed / 2 ** 32) >>> 0)) ^ nameHash(spec.name));
-  const scale = (2 * half) / 4294967296;
-  const base = centre - half;
-  for (let j = 0; j < out.length; j++) out[j] = base + mix32(key ^ mix32((start + j) >>> 0)) * scale;
 }

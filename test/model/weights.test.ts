@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { parseModelConfig } from '../../lib/model/config.js';
 import { openCheckpoint } from '../../lib/model/safetensors.js';
-import { WeightError, bindCheckpoint, expectedWeights, fillDummy } from '../../lib/model/weights.js';
+import { WeightError, bindCheckpoint, dummyRange, expectedWeights } from '../../lib/model/weights.js';
 import { TINY, hfWeightShapes, writeTinyModel } from '../util/tiny-model.js';
 import { throwsExactly } from '../util/throws.js';
 
@@ -104,43 +104,15 @@ test('bindCheckpoint refusals: missing, wrong shape, wrong dtype, unexpected; ig
   }
 });
 
-test('dummy weights: deterministic per (seed, name, index), chunk-independent, at unit scale', () => {
-  const c = parseModelConfig(TINY[1].config);
-  const specs = expectedWeights(c);
-  const q = specs.find((s) => s.role === 'q')!;
-  const n = q.shape[0] * q.shape[1];
-  const whole = new Float32Array(n);
-  fillDummy(whole, q, c, 123);
-  const again = new Float32Array(n);
-  for (let at = 0; at < n; at += 1000) {
-    const part = new Float32Array(Math.min(1000, n - at));
-    fillDummy(part, q, c, 123, at);
-    again.set(part, at);
-  }
-  assert.equal(again, whole);
-  const other = new Float32Array(n);
-  fillDummy(other, q, c, 124);
-  assert.not.equal(other, whole);
-  const k = specs.find((s) => s.role === 'k' && s.layer === 0)!;
-  const kv = new Float32Array(k.shape[0] * k.shape[1]);
-  fillDummy(kv, k, c, 123);
-  assert.not.equal(Array.from(kv.subarray(0, 64)), Array.from(whole.subarray(0, 64)));
-  // Uniform with std 1/sqrt(fan_in): mean ~0, variance ~1/hidden.
-  let sum = 0;
-  let sq = 0;
-  for (const v of whole) {
-    sum += v;
-    sq += v * v;
-  }
-  const mean = sum / n;
-  const variance = sq / n - mean * mean;
-  assert.ok(Math.abs(mean) < 0.01, String(mean));
-  assert.ok(Math.abs(variance * c.hiddenSize - 1) < 0.05, String(variance * c.hiddenSize));
-  const norm = new Float32Array(c.hiddenSize);
-  fillDummy(norm, specs.find((s) => s.role === 'inputNorm')!, c, 5);
-  for (const v of norm) assert.ok(v >= 0.9 && v <= 1.1);
-  throwsExactly(() => fillDummy(new Float32Array(2), q, c, 1, n - 1), RangeError, `dummy weights: range [${n - 1}, ${n + 1}) is outside model.layers.0.self_attn.q_proj.weight (${n} elements)`);
-  throwsExactly(() => fillDummy(new Float32Array(2), q, c, 1.5), RangeError, 'dummy weights: seed must be an integer, got 1.5');
+test('dummy ranges: uniform with std 1/sqrt(fan_in) for projections, norms near 1, small biases', () => {
+  const c = parseModelConfig(TINY[3].config); // qwen2: hidden 512, 8 heads of 64, intermediate 224
+  const std = (r: { half: number }) => r.half / Math.sqrt(3);
+  const by = (role: string) => dummyRange(expectedWeights(c).find((s) => s.role === role)!, c);
+  for (const role of ['q', 'k', 'v', 'gate', 'up', 'embed']) assert.ok(Math.abs(std(by(role)) * Math.sqrt(512) - 1) < 1e-12, role);
+  assert.ok(Math.abs(std(by('o')) * Math.sqrt(8 * 64) - 1) < 1e-12);
+  assert.ok(Math.abs(std(by('down')) * Math.sqrt(224) - 1) < 1e-12);
+  assert.equal(by('inputNorm'), { centre: 1, half: 0.1 });
+  assert.equal(by('qBias'), { centre: 0, half: 0.1 });
 });
 
 test.run();
