@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "core/backend.h"
 #include "core/completion_event.h"
+#include "core/kernel_set.h"
 #include "core/validate.h"
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
@@ -479,6 +480,11 @@ class CudaBackend final : public Backend {
                    });
   }
 
+  EventPtr compute(ComputeOp op, const Deps& deps) override;
+  EventPtr createMarker() override;
+  EventPtr loadFile(LoadFileOp op, const Deps& deps) override;
+  OpsInfo opsInfo() override;
+
  private:
   using Issue = std::function<void(cudaStream_t, const Slab&)>;
 
@@ -613,6 +619,24 @@ class CudaBackend final : public Backend {
   std::atomic<bool> batchWorks_[4] = {{true}, {true}, {true}, {true}};  // by (src tier, dst tier)
   std::unique_ptr<Completer> completers_[3];
 };
+
+EventPtr CudaBackend::compute(ComputeOp op, const Deps&) {
+  auto e = std::make_shared<CudaEvent>(device_, nullptr);
+  e->complete(std::string("cuda ") + op.what + ": the model ops are not implemented on CUDA yet");
+  for (auto& m : op.markers) static_cast<CompletionEvent*>(m.get())->complete("cuda: not implemented");
+  return e;
+}
+EventPtr CudaBackend::createMarker() { return std::make_shared<CudaEvent>(device_, nullptr); }
+EventPtr CudaBackend::loadFile(LoadFileOp, const Deps&) {
+  auto e = std::make_shared<CudaEvent>(device_, nullptr);
+  e->complete("cuda loadTensor: not implemented on CUDA yet");
+  return e;
+}
+OpsInfo CudaBackend::opsInfo() {
+  OpsInfo i;
+  i.gemm = "none (not implemented on CUDA yet)";
+  return i;
+}
 
 }  // namespace
 
