@@ -13,3 +13,5 @@ export { ops } from './backend/ops.js';
 export type { OpsInfo, RopeScaling, SamplingParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
 export { ModelRunner, createModelRunner } from './backend/model.js';
 export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardResult, ForwardWork } from './backend/model.js';
+// Models: config.json, safetensors, tokenizer, loadModel (lib/model).
+export * from './model/index.js';
