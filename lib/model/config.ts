@@ -176,10 +176,7 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
     return v;
   };
   const bosTokenId = c.bos_token_id === undefined || c.bos_token_id === null ? null : tokenId('bos_token_id', c.bos_token_id);
-  const eosRaw = c.eos_token_id;
-  let eosTokenIds: number[] = [];
-  if (Array.isArray(eosRaw)) eosTokenIds = eosRaw.map((v, i) => tokenId(`eos_token_id[${i}]`, v));
-  else if (eosRaw !== undefined && eosRaw !== null) eosTokenIds = [tokenId('eos_token_id', eosRaw)];
+  const eosTokenIds = parseEosTokenIds(c.eos_token_id, vocabSize, source);
 
   return {
     family,
@@ -203,6 +200,18 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
     bosTokenId,
     eosTokenIds,
   };
+}
+
+/** eos_token_id of config.json or generation_config.json: an id, a list of ids, or absent. */
+export function parseEosTokenIds(v: unknown, vocabSize: number, source: string): number[] {
+  const id = (key: string, x: unknown): number => {
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0 || x >= vocabSize)
+      throw new ModelConfigError(`${source}: ${key} = ${JSON.stringify(x)} must be a token id in [0, ${vocabSize})`);
+    return x;
+  };
+  if (Array.isArray(v)) return v.map((x, i) => id(`eos_token_id[${i}]`, x));
+  if (v === undefined || v === null) return [];
+  return [id('eos_token_id', v)];
 }
 
 function parseRopeScaling(v: unknown, key: string, fail: (msg: string) => never): Llama3RopeScaling | null {

@@ -7,11 +7,11 @@
 // scheduler.
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createBackend, type Backend, type Tensor } from '../backend.js';
+import { Backend, createBackend, type Tensor } from '../backend.js';
 import type { DType } from '../backend/dtype.js';
 import { createModelRunner, type ForwardResult, type ForwardStep, type ForwardWork, type LayerWeights, type ModelRunner, type RunnerWeights } from '../backend/model.js';
 import { ops } from '../backend/ops.js';
-import { ModelConfigError, parseModelConfig, type ModelConfig } from './config.js';
+import { ModelConfigError, parseEosTokenIds, parseModelConfig, type ModelConfig } from './config.js';
 import { openCheckpoint, type TensorInfo } from './safetensors.js';
 import { bindCheckpoint, dummyRange, expectedWeights, type WeightRole, type WeightSpec } from './weights.js';
 import { Tokenizer } from './tokenizer.js';
@@ -157,44 +157,59 @@ export class Model {
 
 /** Loads a model from a Hugging Face directory, or builds one with dummy weights from a seed. */
 export async function loadModel(src: ModelSource, opts: LoadModelOptions = {}): Promise<Model> {
-  if (typeof src !== 'object' || src === null) throw new TypeError('loadModel: source must be { backend, dir } or { backend, config, dummySeed }');
-  const be = typeof src.backend === 'string' ? createBackend({ backend: src.backend }) : src.backend;
-  if (!be || typeof (be as Backend).createPool !== 'function') throw new TypeError("loadModel: backend must be a Backend, 'cpu' or 'cuda'");
+  if (typeof src !== 'object' || src === null || !('dir' in src || 'config' in src))
+    throw new TypeError('loadModel: source must be { backend, dir } or { backend, config, dummySeed }');
+  if (opts.dtype !== undefined && opts.dtype !== 'fp32' && opts.dtype !== 'fp16' && opts.dtype !== 'bf16')
+    throw new RangeError(`loadModel: dtype must be 'fp32', 'fp16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
   let config: ModelConfig;
   let tokenizer: Tokenizer | null = null;
   let ckpt: Map<string, TensorInfo> | null = null;
+  let seed = 0;
   if ('dir' in src) {
+    if (typeof src.dir !== 'string') throw new TypeError('loadModel: dir must be a string');
     const cfgPath = path.join(src.dir, 'config.json');
-    let text: string;
-    try {
-      text = await readFile(cfgPath, 'utf8');
-    } catch (err) {
-      throw new ModelConfigError(`${cfgPath}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    config = parseModelConfig(await readJson(cfgPath, ModelConfigError), cfgPath);
+    // generation_config.json may name more stop tokens than config.json (Llama 3 Instruct's
+    // <|eot_id|>); generation stops on either, as Transformers' generate() does.
+    const genPath = path.join(src.dir, 'generation_config.json');
+    if (await isFile(genPath)) {
+      const gen = (await readJson(genPath, ModelConfigError)) as { eos_token_id?: unknown } | null;
+      const extra = parseEosTokenIds(gen?.eos_token_id, config.vocabSize, genPath);
+      config = { ...config, eosTokenIds: [...new Set([...config.eosTokenIds, ...extra])] };
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (err) {
-      throw new ModelConfigError(`${cfgPath}: is not valid JSON (${(err as Error).message})`, { cause: err });
-    }
-    config = parseModelConfig(json, cfgPath);
     const bound = bindCheckpoint(config, await openCheckpoint(src.dir));
     ckpt = new Map(bound.map((b) => [b.spec.name, b.tensor]));
     // A directory of weights alone is a model; tokenizer.json, when present, comes with it.
     if (await isFile(path.join(src.dir, 'tokenizer.json'))) tokenizer = await Tokenizer.fromDir(src.dir);
   } else {
     if (!Number.isSafeInteger(src.dummySeed) || src.dummySeed < 0) throw new RangeError(`loadModel: dummySeed = ${src.dummySeed} must be an integer in [0, 2^53)`);
-    config = 'family' in src.config ? (src.config as ModelConfig) : parseModelConfig(src.config);
+    seed = src.dummySeed;
+    config = typeof src.config === 'object' && src.config !== null && 'family' in src.config ? (src.config as ModelConfig) : parseModelConfig(src.config);
   }
+  const be = typeof src.backend === 'string' ? createBackend({ backend: src.backend }) : src.backend;
+  if (!(be instanceof Backend)) throw new TypeError("loadModel: backend must be a Backend, 'cpu' or 'cuda'");
   const dtype = opts.dtype ?? config.torchDtype;
-  if (dtype !== 'fp32' && dtype !== 'fp16' && dtype !== 'bf16') throw new RangeError(`loadModel: dtype must be 'fp32', 'fp16' or 'bf16', got ${JSON.stringify(dtype)}`);
-  const built = await buildWeights(be, config, dtype, ckpt, 'dummySeed' in src ? src.dummySeed : 0, opts.signal);
+  const built = await buildWeights(be, config, dtype, ckpt, seed, opts.signal);
   try {
     const runner = createModelRunner(be, { config: runnerConfig(config), weights: built.weights });
     return new Model(be, config, dtype, runner, built.tensors, tokenizer);
   } catch (err) {
     for (const t of built.tensors) t.release();
     throw err;
+  }
+}
+
+async function readJson(p: string, E: new (msg: string, opts?: ErrorOptions) => Error): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(p, 'utf8');
+  } catch (err) {
+    throw new E(`${p}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new E(`${p}: is not valid JSON (${(err as Error).message})`, { cause: err });
   }
 }
 
