@@ -274,6 +274,9 @@ async function buildWeights(
 ): Promise<{ weights: RunnerWeights; tensors: Tensor[] }> {
   const tensors: Tensor[] = [];
   const byKey = new Map<string, Tensor>();
+  // Every load and fill is issued at once: they run in order on the native side (file loads
+  // on the loader thread, fills on the compute queue) while JS only waits for the last.
+  const pending: Promise<unknown>[] = [];
   try {
     for (const slot of layout(c, dtype)) {
       signal?.throwIfAborted();
@@ -284,15 +287,19 @@ async function buildWeights(
         for (const part of slot.parts) {
           const info = ckpt.get(part.spec.name)!;
           const numel = part.spec.shape.reduce((a, b) => a * b, 1);
-          await ops.loadTensor(be, { tensor: t, path: info.file, fileOffset: info.offset, numel, srcDtype: SRC_DTYPE[info.dtype as 'F32' | 'F16' | 'BF16'], dstOffset: part.offset });
+          pending.push(ops.loadTensor(be, { tensor: t, path: info.file, fileOffset: info.offset, numel, srcDtype: SRC_DTYPE[info.dtype as 'F32' | 'F16' | 'BF16'], dstOffset: part.offset }));
         }
       } else {
         // Every part of a fused tensor has the same fan-in, so one range fills it.
         const { centre, half } = dummyRange(slot.parts[0].spec, c);
-        await ops.fillUniform(be, { tensor: t, low: centre - half, high: centre + half, seed: tensorSeed(seed, slot.key) });
+        pending.push(ops.fillUniform(be, { tensor: t, low: centre - half, high: centre + half, seed: tensorSeed(seed, slot.key) }));
       }
     }
+    await Promise.all(pending);
+    signal?.throwIfAborted();
   } catch (err) {
+    // Let the issued ops finish first, so the memory is back when this rejects.
+    await Promise.allSettled(pending);
     for (const t of tensors) t.release();
     throw err;
   }
