@@ -84,7 +84,8 @@ export class Work<T = void> extends Promise<T> {
   }
 }
 
-function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefined as T): Work<T> {
+/** @internal Wraps a native event as a Work (also used by lib/backend/ops.ts and model.ts). */
+export function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefined as T): Work<T> {
   const w = new Work<T>((resolve, reject) => {
     ev.promise.then((v) => resolve(map(v)), reject);
   });
@@ -92,7 +93,8 @@ function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefined as T)
   return w;
 }
 
-function nativeWaits(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
+/** @internal */
+export function nativeWaits(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
   if (list === undefined) return undefined;
   if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of Work`);
   return list.map((w, i) => {

@@ -20,3 +20,10 @@ export type * from './contract/index.js';
 export { PLACEHOLDER_TOKEN } from './contract/index.js';
 export { runSteps, ListArrivals, type Arrivals, type StepLoopOptions, type StepLoopResult } from './loop/step-loop.js';
 export type { CostModel, CostItem, ChannelSpec } from './cost/index.js';
+// The model's native ops and the forward runner (docs/model-native-api.md).
+export { ops } from './backend/ops.js';
+export type { OpsInfo, RopeScaling, SamplingParams as SampleBatchParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
+export { ModelRunner, createModelRunner } from './backend/model.js';
+export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardResult, ForwardWork } from './backend/model.js';
+// Models: config.json, safetensors, tokenizer, loadModel (lib/model).
+export * from './model/index.js';

@@ -94,7 +94,38 @@ export interface CudaInfo {
   reason: string;
 }
 
+export interface NativeOpsInfo {
+  backend: 'cpu' | 'cuda';
+  isa?: 'scalar' | 'avx2' | 'avx512' | 'avx512bf16';
+  isaForced?: boolean;
+  gemm: string;
+  cublas?: { loaded: boolean; path: string; searched: string[]; error: string };
+}
+
+/** Argument objects are documented in docs/model-native-api.md; tensors are NativeTensors here. */
+export interface NativeModelOps {
+  gemm(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  rmsnorm(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  rope(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  siluMul(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  embed(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  add(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  logits(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  sample(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  fillUniform(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  loadTensor(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
+  info(be: NativeBackend): NativeOpsInfo;
+}
+
+export interface NativeModelRunner {
+  forward(step: object, waitFor?: NativeEvent[]): { work: NativeEvent; appended: NativeEvent[] };
+  release(): void;
+  readonly released: boolean;
+}
+
 export interface NativeAddon {
+  modelOps: NativeModelOps;
+  ModelRunner: new (be: NativeBackend, config: object, weights: object) => NativeModelRunner;
   createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number }): NativeBackend;
   cudaInfo(): CudaInfo;
   abiVersion: number;

@@ -13,6 +13,11 @@
 #include "core/ops.h"
 
 namespace kvcake {
+struct ComputeOp;
+struct LoadFileOp;
+}  // namespace kvcake
+
+namespace kvcake {
 
 class Event {
  public:
@@ -25,6 +30,17 @@ class Event {
 };
 using EventPtr = std::shared_ptr<Event>;
 using Deps = std::vector<EventPtr>;
+
+// Which paths the model ops take on a backend, for reports and tests.
+struct OpsInfo {
+  std::string isa;         // cpu: the ISA level the model kernels run
+  bool isaForced = false;  // cpu: set by KVCAKE_CPU_ISA
+  std::string gemm;        // the GEMM path in words
+  bool blasLoaded = false; // cuda: cuBLAS found and loaded
+  std::string blasPath;
+  std::vector<std::string> blasSearched;
+  std::string blasError;
+};
 
 enum class Queue : int32_t { Compute = 0, HostToDevice = 1, DeviceToHost = 2 };
 
@@ -56,6 +72,16 @@ class Backend {
   virtual EventPtr copyBlocks(CopyOp op, const Deps& deps) = 0;
   virtual EventPtr write(WriteOp op, Queue q, const Deps& deps) = 0;
   virtual EventPtr read(ReadOp op, Queue q, const Deps& deps) = 0;
+
+  // Model ops and the forward runner (core/kernel_set.h): one item on the compute queue.
+  virtual EventPtr compute(ComputeOp op, const Deps& deps) = 0;
+  // An event a later compute op's body signals (per-layer "appended" markers); usable in
+  // deps of any op issued after the compute op that signals it.
+  virtual EventPtr createMarker() = 0;
+  // Reads tensor data from a file on a native thread (core/kernel_set.h LoadFileOp).
+  virtual EventPtr loadFile(LoadFileOp op, const Deps& deps) = 0;
+  // Which kernel paths the model ops run on.
+  virtual OpsInfo opsInfo() = 0;
 };
 
 // Factories. createCudaBackend throws Error saying why when CUDA cannot be used (built

@@ -17,7 +17,10 @@
 #include "common/thread_pool.h"
 #include "core/completion_event.h"
 #include "core/validate.h"
+#include "core/file_load.h"
+#include "core/kernel_set.h"
 #include "cpu/kernels.h"
+#include "cpu/model_kernels.h"
 
 namespace kvcake {
 
@@ -186,6 +189,7 @@ class CpuBackend final : public Backend {
         h2d_("h2d"),
         d2h_("d2h") {
     acct_->deviceCapacity = deviceCapacity;
+    isa_ = cpu::modelIsa(&isaForced_);
   }
   // Queues are destroyed (drained and joined) before acct_ and the rest.
   ~CpuBackend() override = default;
@@ -288,7 +292,47 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // The body waits for its deps itself (through the kernel set), so a failed dependency
+  // reaches the catch below and the op's markers fail with it instead of hanging.
+  EventPtr compute(ComputeOp op, const Deps& deps) override {
+    auto o = std::make_shared<ComputeOp>(std::move(op));
+    const cpu::Isa isa = isa_;
+    return compute_.push(o->what, {}, [o, isa, deps] {
+      auto k = cpu::createCpuKernelSet(isa);
+      try {
+        k->wait(deps);
+        o->body(*k);
+        if (o->finish) o->finish();
+      } catch (const std::exception& e) {
+        failMarkers(*o, e.what());
+        throw;
+      }
+      failMarkers(*o, "the op ended before reaching it");
+    });
+  }
+
+  EventPtr createMarker() override { return std::make_shared<CpuEvent>(); }
+
+  EventPtr loadFile(LoadFileOp op, const Deps& deps) override {
+    auto o = std::make_shared<LoadFileOp>(std::move(op));
+    return h2d_.push("loadTensor", deps, [o] { loadFileToHost(*o, o->dst.mem->data); });
+  }
+
+  OpsInfo opsInfo() override {
+    OpsInfo i;
+    i.isa = cpu::isaName(isa_);
+    i.isaForced = isaForced_;
+    i.gemm = std::string("own ") + (isa_ >= cpu::Isa::Avx512 ? "avx512 (dot-16)" : "avx2 (dot-8)");
+    return i;
+  }
+
  private:
+  static void failMarkers(ComputeOp& o, const std::string& why) {
+    for (auto& m : o.markers)
+      if (auto* c = static_cast<CpuEvent*>(m.get()); c && !c->ready())
+        c->complete(std::string(o.what) + " failed before this point: " + why);
+  }
+
   WorkQueue& queue(Queue q) {
     switch (q) {
       case Queue::HostToDevice: return h2d_;
@@ -299,6 +343,8 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<Accounting> acct_;
   std::string deviceName_;
+  cpu::Isa isa_ = cpu::Isa::Avx2;
+  bool isaForced_ = false;
   WorkQueue compute_, h2d_, d2h_;
 };
 

@@ -22,6 +22,10 @@
 #include "common/error.h"
 #include "core/backend.h"
 #include "core/completion_event.h"
+#include "core/kernel_set.h"
+#include "cuda/cublas.h"
+#include "cuda/model_kernels.cuh"
+#include "cuda/weight_loader.h"
 #include "core/validate.h"
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
@@ -235,7 +239,9 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
+    loader_.reset();
     for (auto& c : completers_) c.reset();  // waits for every op still in flight
+    if (blas_) cuda::cublas().destroy(blas_);
     cudaSetDevice(device_);
     for (auto s : streams_)
       if (s) cudaStreamDestroy(s);
@@ -479,7 +485,14 @@ class CudaBackend final : public Backend {
                    });
   }
 
+  EventPtr compute(ComputeOp op, const Deps& deps) override;
+  EventPtr createMarker() override;
+  EventPtr loadFile(LoadFileOp op, const Deps& deps) override;
+  OpsInfo opsInfo() override;
+
  private:
+  cuda::cublasHandle_t blasHandle();  // under the compute issue lock; null without cuBLAS
+
   using Issue = std::function<void(cudaStream_t, const Slab&)>;
 
   static void* hostAt(const Slab& s, size_t off) { return static_cast<char*>(s.host) + off; }
@@ -612,7 +625,108 @@ class CudaBackend final : public Backend {
   std::shared_ptr<SlabPool> meta_, hostStaging_;
   std::atomic<bool> batchWorks_[4] = {{true}, {true}, {true}, {true}};  // by (src tier, dst tier)
   std::unique_ptr<Completer> completers_[3];
+  cuda::cublasHandle_t blas_ = nullptr;
+  bool blasTried_ = false;
+  std::mutex loaderMutex_;
+  std::unique_ptr<cuda::WeightLoader> loader_;
 };
+
+// Model ops and the forward runner: the body issues its kernels on the compute stream now,
+// through the kernel set; markers it signals are recorded in stream order and completed by
+// the compute stream's completion thread, ahead of the op itself.
+EventPtr CudaBackend::compute(ComputeOp op, const Deps& deps) {
+  auto o = std::make_shared<ComputeOp>(std::move(op));
+  auto temps = std::make_shared<cuda::CudaTemps>();
+  auto hold = std::make_shared<std::pair<std::shared_ptr<ComputeOp>, std::shared_ptr<cuda::CudaTemps>>>(o, temps);
+  std::vector<char> recorded(o->markers.size(), 0);
+  std::string bodyError;
+  const size_t host = o->uploadBytes, dev = o->uploadBytes + o->scratchBytes;
+  EventPtr ev = enqueue(Queue::Compute, o->what, deps, hold, host, dev, [&](cudaStream_t st, const Slab& slab) {
+    cuda::CudaOpEnv env;
+    env.stream = st;
+    env.device = device_;
+    env.numSMs = numSMs_;
+    env.blas = blasHandle();
+    env.hostStage = slab.host;
+    env.hostCap = host ? slab.hostCap : 0;
+    env.devStage = slab.dev;
+    env.devCap = dev ? slab.devCap : 0;
+    env.ptr = [](const MemoryPtr& m) { return viewOf(m, "tensor"); };
+    env.wait = [st](const Deps& ds) {
+      for (const auto& d : ds) {
+        auto* ce = dynamic_cast<CudaEvent*>(d.get());
+        if (!ce) {
+          if (!d->ready()) waitForeign(d);
+          auto* c = dynamic_cast<CompletionEvent*>(d.get());
+          if (c && !c->failure().empty()) throw Error("an op it waits for failed: " + c->failure());
+          continue;
+        }
+        if (!ce->failure().empty()) throw Error("an op it waits for failed: " + ce->failure());
+        if (ce->handle()) KVCAKE_CUDA("wait", cudaStreamWaitEvent(st, ce->handle(), 0));
+      }
+    };
+    env.signal = [&, st](const EventPtr& m) {
+      for (size_t i = 0; i < o->markers.size(); ++i)
+        if (o->markers[i] == m) recorded[i] = 1;
+      auto ce = std::dynamic_pointer_cast<CudaEvent>(m);
+      if (!ce || !ce->handle()) return;
+      KVCAKE_CUDA("record marker", cudaEventRecord(ce->handle(), st));
+      Pending p;
+      p.event = ce;
+      p.what = o->what;
+      completers_[int(Queue::Compute)]->push(std::move(p));
+    };
+    auto k = cuda::createCudaKernelSet(std::move(env), temps);
+    try {
+      o->body(*k);
+    } catch (const std::exception& e) {
+      bodyError = e.what();
+      throw;
+    }
+  }, 0, nullptr, o->finish);
+  for (size_t i = 0; i < o->markers.size(); ++i)
+    if (!recorded[i])
+      static_cast<CompletionEvent*>(o->markers[i].get())
+          ->complete(std::string("cuda ") + o->what + " failed before this point" +
+                     (bodyError.empty() ? std::string() : ": " + bodyError));
+  return ev;
+}
+
+EventPtr CudaBackend::createMarker() {
+  KVCAKE_CUDA("set device", cudaSetDevice(device_));
+  cudaEvent_t ev = nullptr;
+  KVCAKE_CUDA("create event", cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventBlockingSync));
+  return std::make_shared<CudaEvent>(device_, ev);
+}
+
+EventPtr CudaBackend::loadFile(LoadFileOp op, const Deps& deps) {
+  auto o = std::make_shared<LoadFileOp>(std::move(op));
+  void* dst = viewOf(o->dst.mem, "tensor");
+  {
+    std::lock_guard<std::mutex> lk(loaderMutex_);
+    if (!loader_) loader_ = std::make_unique<cuda::WeightLoader>(device_);
+  }
+  return loader_->push(o, dst, deps);
+}
+
+cuda::cublasHandle_t CudaBackend::blasHandle() {
+  if (blas_ || blasTried_) return blas_;
+  blasTried_ = true;
+  const auto& api = cuda::cublas();
+  if (api.loaded && api.create(&blas_) != 0) blas_ = nullptr;
+  return blas_;
+}
+
+OpsInfo CudaBackend::opsInfo() {
+  const auto& api = cuda::cublas();
+  OpsInfo i;
+  i.gemm = api.loaded ? "cublas (" + api.path + ")" : "none: " + api.error;
+  i.blasLoaded = api.loaded;
+  i.blasPath = api.path;
+  i.blasSearched = api.searched;
+  i.blasError = api.error;
+  return i;
+}
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include "cpu/cpu_backend.h"
 #include "napi/backend_wrap.h"
 #include "napi/event_wrap.h"
+#include "napi/model_ops_wrap.h"
 #include "napi/pool_wrap.h"
 #include "napi/tensor_wrap.h"
 
@@ -56,6 +57,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createBackend", Napi::Function::New(env, CreateBackend, "createBackend"));
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  registerModelOps(env, exports);
   return exports;
 }
 

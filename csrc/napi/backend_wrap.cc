@@ -69,6 +69,15 @@ Napi::Object BackendWrap::Make(Napi::Env env, std::unique_ptr<Backend> backend) 
   return obj;
 }
 
+std::shared_ptr<Backend> BackendWrap::Shared(const Napi::Value& v, const std::string& name) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(env).backendCtor.Value()))
+    typeError(env, name + " must be a Backend");
+  BackendWrap* w = Unwrap(v.As<Napi::Object>());
+  if (!w->backend_) typeError(env, name + " must be a Backend created by createBackend");
+  return w->backend_;
+}
+
 Backend& BackendWrap::backend(Napi::Env env) {
   if (!backend_) typeError(env, "this Backend was not created by createBackend");
   return *backend_;

@@ -12,6 +12,8 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
   explicit BackendWrap(const Napi::CallbackInfo& info);
 
   static Napi::Object Make(Napi::Env env, std::unique_ptr<Backend> backend);
+  // The backend behind a JS Backend object (TypeError naming `name` otherwise).
+  static std::shared_ptr<Backend> Shared(const Napi::Value& v, const std::string& name);
 
  private:
   Napi::Value Name(const Napi::CallbackInfo& info);

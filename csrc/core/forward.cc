@@ -1,0 +1,481 @@
+#include "core/forward.h"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "common/error.h"
+#include "core/model_ops.h"
+#include "core/validate.h"
+
+namespace kvcake {
+
+namespace {
+
+template <typename... T>
+[[noreturn]] void fail(const T&... parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  throwArg(s.str());
+}
+
+void checkWeight(const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool fp32Only,
+                 const std::string& shape) {
+  const char* o = "createModelRunner";
+  if (!t.mem || !t.mem->data) fail(o, ": ", name, " is missing or has been released");
+  if (fp32Only && t.dtype != DType::F32) fail(o, ": ", name, " must be fp32, got ", dtypeName(t.dtype));
+  if (t.numel != rows * cols)
+    fail(o, ": ", name, " has ", t.numel, " elements but ", shape, " needs ", rows * cols);
+}
+
+std::string dims(const char* a, int64_t x) {
+  std::ostringstream s;
+  s << "[" << a << " " << x << "]";
+  return s.str();
+}
+
+// Byte offsets of the step's activations in the runner's workspace.
+struct Layout {
+  size_t resid, h, t, qkv, qA, kA, vA, oA, attnF, gu, act, cos, sin, hR, logits, total;
+};
+
+Layout plan(const ModelConfig& c, int64_t T, int64_t R, DType kv) {
+  Layout L{};
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    const size_t at = off;
+    off += stagingBytes(bytes);
+    return at;
+  };
+  const size_t kvb = dtypeSize(kv);
+  L.resid = take(size_t(T * c.hidden) * 4);
+  L.h = take(size_t(T * c.hidden) * 4);
+  L.t = take(size_t(T * c.hidden) * 4);
+  L.qkv = take(size_t(T * c.qkvSize()) * 4);
+  L.qA = take(size_t(T * c.qSize()) * kvb);
+  L.kA = take(size_t(T * c.kvSize()) * kvb);
+  L.vA = take(size_t(T * c.kvSize()) * kvb);
+  L.oA = take(size_t(T * c.qSize()) * kvb);
+  L.attnF = take(size_t(T * c.qSize()) * 4);
+  L.gu = take(size_t(T * 2 * int64_t(c.intermediate)) * 4);
+  L.act = take(size_t(T * c.intermediate) * 4);
+  L.cos = take(size_t(T * (c.headDim / 2)) * 4);
+  L.sin = take(size_t(T * (c.headDim / 2)) * 4);
+  L.hR = take(size_t(std::max<int64_t>(R, 1) * c.hidden) * 4);
+  L.logits = take(size_t(std::max<int64_t>(R, 1) * c.vocab) * 4);
+  L.total = off;
+  return L;
+}
+
+// The step's attention batches, built on the host at issue time: decode items (qLen 1)
+// first, then prefill items, in the order of the step; `perm[j]` is the token whose query
+// is attention row j (identity when the step is already ordered that way).
+struct AttnPlan {
+  std::vector<int32_t> perm;
+  bool identity = true;
+  int32_t decodeRows = 0;
+  std::vector<int32_t> dCtx, dTables;  // [Bd], [L][Bd][stride]
+  std::vector<int32_t> pCtx, pTables, pStart;  // [Bp], [L][Bp][stride], [Bp + 1]
+  int32_t bd = 0, bp = 0;
+};
+
+AttnPlan planAttention(const ForwardStep& s, int32_t L) {
+  AttnPlan p;
+  const int32_t B = int32_t(s.contextLens.size());
+  const int32_t S = s.tableStride;
+  std::vector<int32_t> dItems, pItems;
+  for (int32_t b = 0; b < B; ++b) {
+    const int32_t q = s.qStartLoc[b + 1] - s.qStartLoc[b];
+    if (q == 1) dItems.push_back(b);
+    else if (q > 1) pItems.push_back(b);
+  }
+  p.bd = int32_t(dItems.size());
+  p.bp = int32_t(pItems.size());
+  for (int32_t b : dItems) p.perm.push_back(s.qStartLoc[b]);
+  p.decodeRows = p.bd;
+  p.pStart.push_back(0);
+  for (int32_t b : pItems) {
+    for (int32_t t = s.qStartLoc[b]; t < s.qStartLoc[b + 1]; ++t) p.perm.push_back(t);
+    p.pStart.push_back(p.pStart.back() + (s.qStartLoc[b + 1] - s.qStartLoc[b]));
+  }
+  for (size_t j = 0; j < p.perm.size(); ++j)
+    if (p.perm[j] != int32_t(j)) p.identity = false;
+  if (p.perm.size() != s.tokens.size()) p.identity = false;  // zero-length items are never rows
+  auto tables = [&](const std::vector<int32_t>& items, std::vector<int32_t>& out, std::vector<int32_t>& ctx) {
+    out.resize(size_t(L) * items.size() * size_t(S));
+    for (int32_t l = 0; l < L; ++l)
+      for (size_t i = 0; i < items.size(); ++i)
+        std::memcpy(&out[(size_t(l) * items.size() + i) * S],
+                    &s.blockTables[(size_t(l) * B + size_t(items[i])) * S], size_t(S) * 4);
+    for (int32_t b : items) ctx.push_back(s.contextLens[b]);
+  };
+  tables(dItems, p.dTables, p.dCtx);
+  tables(pItems, p.pTables, p.pCtx);
+  return p;
+}
+
+}  // namespace
+
+ModelRunner::ModelRunner(ModelConfig c, ModelWeights w) : config_(c), weights_(std::move(w)) {
+  const char* o = "createModelRunner";
+  auto pos = [&](const char* name, int64_t v, int64_t max) {
+    if (v < 1 || v > max) fail(o, ": config.", name, " = ", v, " is out of range [1, ", max, "]");
+  };
+  pos("hiddenSize", c.hidden, int64_t(1) << 20);
+  pos("intermediateSize", c.intermediate, int64_t(1) << 22);
+  pos("numLayers", c.numLayers, 1024);
+  pos("numHeads", c.numHeads, Limits::kMaxHeads);
+  pos("numKvHeads", c.numKvHeads, Limits::kMaxKvHeads);
+  pos("vocabSize", c.vocab, int64_t(1) << 24);
+  if (!isSupportedHeadDim(c.headDim))
+    fail(o, ": config.headDim ", c.headDim, " is not supported by the attention kernels (64, 80, 96, 128, 256)");
+  if (c.numHeads % c.numKvHeads != 0)
+    fail(o, ": config.numHeads ", c.numHeads, " is not a multiple of numKvHeads ", c.numKvHeads);
+  if (!(c.eps > 0.f)) fail(o, ": config.rmsNormEps must be > 0, got ", c.eps);
+  validateRopeScaling(o, c.scaling, c.theta);
+  if (int64_t(weights_.layers.size()) != c.numLayers)
+    fail(o, ": weights.layers has ", weights_.layers.size(), " entries but config.numLayers is ", c.numLayers);
+  const int64_t H = c.hidden, I = c.intermediate;
+  checkWeight("weights.embed", weights_.embed, c.vocab, H, false, dims("vocabSize", c.vocab) + dims("hiddenSize", H));
+  checkWeight("weights.finalNorm", weights_.finalNorm, 1, H, true, dims("hiddenSize", H));
+  if (weights_.lmHead.mem)
+    checkWeight("weights.lmHead", weights_.lmHead, c.vocab, H, false, dims("vocabSize", c.vocab) + dims("hiddenSize", H));
+  for (int32_t l = 0; l < c.numLayers; ++l) {
+    const LayerWeights& lw = weights_.layers[size_t(l)];
+    const std::string p = "weights.layers[" + std::to_string(l) + "].";
+    const std::string qkvRows = "[(numHeads + 2 x numKvHeads) x headDim " + std::to_string(c.qkvSize()) + "]";
+    checkWeight(p + "inputNorm", lw.inputNorm, 1, H, true, dims("hiddenSize", H));
+    checkWeight(p + "qkv", lw.qkv, c.qkvSize(), H, false, qkvRows + dims("hiddenSize", H));
+    if (lw.qkvBias.mem) checkWeight(p + "qkvBias", lw.qkvBias, 1, c.qkvSize(), true, qkvRows);
+    checkWeight(p + "o", lw.o, H, c.qSize(), false, dims("hiddenSize", H) + dims("numHeads x headDim", c.qSize()));
+    checkWeight(p + "postNorm", lw.postNorm, 1, H, true, dims("hiddenSize", H));
+    checkWeight(p + "gateUp", lw.gateUp, 2 * I, H, false, dims("2 x intermediateSize", 2 * I) + dims("hiddenSize", H));
+    checkWeight(p + "down", lw.down, H, I, false, dims("hiddenSize", H) + dims("intermediateSize", I));
+  }
+  invFreq_ = ropeInvFreq(c.headDim, c.theta, c.scaling);
+}
+
+void ModelRunner::validate(const ForwardStep& s) const {
+  const char* o = "forward";
+  const ModelConfig& c = config_;
+  if (released_) fail(o, ": the model runner has been released");
+  if (!s.pool.mem || !s.pool.mem->data) fail(o, ": pool has been released");
+  const KVLayout& kv = s.pool.layout;
+  if (s.pool.mem->tier != Tier::Device) fail(o, ": pool must be a device-tier pool");
+  if (kv.numKvHeads != c.numKvHeads || kv.headDim != c.headDim)
+    fail(o, ": pool has numKvHeads ", kv.numKvHeads, ", headDim ", kv.headDim, " but the model has numKvHeads ",
+         c.numKvHeads, ", headDim ", c.headDim);
+  const int64_t T = int64_t(s.tokens.size());
+  const int64_t L = c.numLayers;
+  if (T < 1) fail(o, ": tokens is empty");
+  if (T > Limits::kMaxBatch * 16) fail(o, ": tokens has ", T, " entries, more than the limit ", Limits::kMaxBatch * 16);
+  if (int64_t(s.positions.size()) != T) fail(o, ": positions has ", s.positions.size(), " entries but tokens has ", T);
+  for (int64_t i = 0; i < T; ++i)
+    if (s.tokens[size_t(i)] < 0 || s.tokens[size_t(i)] >= c.vocab)
+      fail(o, ": tokens[", i, "] = ", s.tokens[size_t(i)], " is out of range [0, ", c.vocab, ")");
+  const int64_t B = int64_t(s.contextLens.size());
+  if (B < 1) fail(o, ": contextLens is empty");
+  if (int64_t(s.qStartLoc.size()) != B + 1)
+    fail(o, ": qStartLoc has ", s.qStartLoc.size(), " entries but contextLens.length + 1 = ", B + 1);
+  if (s.qStartLoc[0] != 0) fail(o, ": qStartLoc[0] must be 0, got ", s.qStartLoc[0]);
+  if (s.qStartLoc[size_t(B)] != T) fail(o, ": qStartLoc[", B, "] = ", s.qStartLoc[size_t(B)], " must equal tokens.length ", T);
+  if (s.tableStride < 1) fail(o, ": tableStride must be >= 1, got ", s.tableStride);
+  const int64_t S = s.tableStride;
+  if (int64_t(s.blockTables.size()) != L * B * S)
+    fail(o, ": blockTables has ", s.blockTables.size(), " entries but numLayers ", L, " x batch ", B, " x tableStride ", S,
+         " needs ", L * B * S);
+  if (int64_t(s.slotMapping.size()) != L * T)
+    fail(o, ": slotMapping has ", s.slotMapping.size(), " entries but numLayers ", L, " x tokens ", T, " needs ", L * T);
+  const int64_t bs = kv.blockSize;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t q0 = s.qStartLoc[size_t(b)], q1 = s.qStartLoc[size_t(b + 1)];
+    if (q1 < q0)
+      fail(o, ": qStartLoc must be non-decreasing, but qStartLoc[", b + 1, "] = ", q1, " < qStartLoc[", b, "] = ", q0);
+    const int64_t ctx = s.contextLens[size_t(b)];
+    if (ctx < q1 - q0)
+      fail(o, ": item ", b, " has ", q1 - q0, " tokens but contextLens[", b, "] = ", ctx,
+           "; contextLens counts the step's own tokens");
+    if (ctx > Limits::kMaxContext) fail(o, ": contextLens[", b, "] = ", ctx, " exceeds the limit ", Limits::kMaxContext);
+    const int64_t blocks = (ctx + bs - 1) / bs;
+    if (blocks > S) fail(o, ": contextLens[", b, "] = ", ctx, " needs ", blocks, " blocks but tableStride is ", S);
+    for (int64_t i = q0; i < q1; ++i) {
+      const int64_t want = ctx - (q1 - q0) + (i - q0);
+      if (s.positions[size_t(i)] != want)
+        fail(o, ": positions[", i, "] = ", s.positions[size_t(i)], " but item ", b, " places that token at cache position ",
+             want, " (contextLens[", b, "] - its token count + ", i - q0, ")");
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      const int32_t* row = &s.blockTables[size_t((l * B + b) * S)];
+      for (int64_t j = 0; j < blocks; ++j)
+        if (row[j] < 0 || row[j] >= kv.numBlocks)
+          fail(o, ": blockTables[", l, "][", b, "][", j, "] = ", row[j], " is out of range [0, ", kv.numBlocks,
+               ") for this pool");
+      // A written slot must be the one attention will read for that position, or the
+      // layer would attend to stale KV.
+      for (int64_t i = q0; i < q1; ++i) {
+        const int32_t slot = s.slotMapping[size_t(l * T + i)];
+        if (slot < 0) continue;
+        const int64_t p = s.positions[size_t(i)];
+        const int64_t want = int64_t(row[p / bs]) * bs + p % bs;
+        if (slot != want)
+          fail(o, ": slotMapping[", l, "][", i, "] = ", slot, " but blockTables[", l, "][", b, "] puts position ", p,
+               " at slot ", want, " (use -1 to skip writing a token)");
+      }
+    }
+  }
+  const int64_t R = int64_t(s.logitsRows.size());
+  for (int64_t r = 0; r < R; ++r)
+    if (s.logitsRows[size_t(r)] < 0 || s.logitsRows[size_t(r)] >= T)
+      fail(o, ": logitsRows[", r, "] = ", s.logitsRows[size_t(r)], " is out of range [0, ", T, ")");
+  validateSampling(o, s.sampling, R);
+  if (!s.waitBeforeLayer.empty() && int64_t(s.waitBeforeLayer.size()) != L)
+    fail(o, ": waitBeforeLayer has ", s.waitBeforeLayer.size(), " entries but numLayers is ", L);
+}
+
+MemoryPtr ModelRunner::workspace(Backend& be, size_t bytes) {
+  std::lock_guard<std::mutex> lk(m_);
+  // The previous workspace stays alive while steps that use it are in flight (they hold
+  // it); a larger step swaps in a larger one.
+  if (!workspace_ || workspace_->bytes < bytes) {
+    workspace_.reset();
+    workspace_ = be.allocate(bytes + bytes / 4, Tier::Device, "model workspace");
+  }
+  return workspace_;
+}
+
+void ModelRunner::release() {
+  std::lock_guard<std::mutex> lk(m_);
+  released_ = true;
+  weights_ = ModelWeights{};
+  workspace_.reset();
+}
+
+EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, std::vector<EventPtr>* appended,
+                              std::shared_ptr<ForwardResult> result) {
+  const ModelConfig c = config_;
+  const int64_t T = int64_t(step.tokens.size());
+  const int64_t R = int64_t(step.logitsRows.size());
+  const DType kvType = step.pool.layout.dtype;
+  const Layout lay = plan(c, T, R, kvType);
+  MemoryPtr ws = workspace(be, lay.total);
+  MemoryPtr hostLogits = R > 0 ? be.allocate(size_t(R * c.vocab) * 4, Tier::Host, "logits buffer") : nullptr;
+
+  struct State {
+    ForwardStep step;
+    AttnPlan attn;
+    ModelWeights weights;
+    MemoryPtr ws, hostLogits;
+    std::vector<double> invFreq;
+  };
+  auto st = std::make_shared<State>();
+  st->attn = planAttention(step, c.numLayers);
+  st->step = std::move(step);
+  st->weights = weights_;
+  st->ws = ws;
+  st->hostLogits = hostLogits;
+  st->invFreq = invFreq_;
+
+  ComputeOp op;
+  op.what = "forward";
+  op.keep = st;
+  for (int32_t l = 0; l < c.numLayers; ++l) op.markers.push_back(be.createMarker());
+  if (appended) *appended = op.markers;
+  const auto& a = st->attn;
+  const size_t L = size_t(c.numLayers);
+  op.uploadBytes = stagingBytes(size_t(T) * 4) * 2 + stagingBytes(size_t(L * T) * 4) +
+                   stagingBytes(a.perm.size() * 4) + stagingBytes(a.dTables.size() * 4) +
+                   stagingBytes(a.pTables.size() * 4) + stagingBytes(a.dCtx.size() * 4) +
+                   stagingBytes(a.pCtx.size() * 4) + stagingBytes(a.pStart.size() * 4) +
+                   stagingBytes(size_t(R) * 4) + stagingBytes(st->invFreq.size() * 8);
+  std::vector<EventPtr> markers = op.markers;
+  op.body = [st, c, lay, T, R, markers](KernelSet& k) {
+    const ForwardStep& s = st->step;
+    const AttnPlan& a = st->attn;
+    const ModelWeights& w = st->weights;
+    char* base = static_cast<char*>(k.ptr(st->ws));
+    auto F = [&](size_t off) { return reinterpret_cast<float*>(base + off); };
+    auto up = [&](const std::vector<int32_t>& v) -> const int32_t* {
+      return v.empty() ? nullptr : static_cast<const int32_t*>(k.upload(v.data(), v.size() * 4));
+    };
+    const int64_t H = c.hidden, I = c.intermediate, Q = c.qSize(), KV = c.kvSize(), QKV = c.qkvSize();
+    const int32_t L = c.numLayers, half = c.headDim / 2;
+    const KVLayout& kvl = s.pool.layout;
+    const DType kvType = kvl.dtype;
+    const size_t kvb = dtypeSize(kvType);
+    const int32_t* dTokens = up(s.tokens);
+    const int32_t* dPositions = up(s.positions);
+    const int32_t* dSlots = up(s.slotMapping);
+    const int32_t* dPerm = a.identity ? nullptr : up(a.perm);
+    const int32_t* dDTables = up(a.dTables);
+    const int32_t* dPTables = up(a.pTables);
+    const int32_t* dDCtx = up(a.dCtx);
+    const int32_t* dPCtx = up(a.pCtx);
+    const int32_t* dPStart = up(a.pStart);
+    const int32_t* dRows = up(s.logitsRows);
+    const double* dInv = static_cast<const double*>(k.upload(st->invFreq.data(), st->invFreq.size() * 8));
+    void* pool = k.ptr(s.pool.mem);
+    const float scale = effectiveScale(0.f, c.headDim);
+    const int64_t rowsA = int64_t(a.perm.size());
+
+    auto gemm = [&](const float* x, const Tensor& wt, const Tensor* bias, float* out, int64_t n, int64_t kdim) {
+      GemmArgs g;
+      g.a = x;
+      g.lda = kdim;
+      g.w = k.ptr(wt.mem);
+      g.wType = wt.dtype;
+      g.bias = bias && bias->mem ? static_cast<const float*>(k.ptr(bias->mem)) : nullptr;
+      g.out = out;
+      g.ldo = n;
+      g.m = T;
+      g.n = n;
+      g.k = kdim;
+      k.gemm(g);
+    };
+    auto norm = [&](const float* x, float* residual, const Tensor& weight, float* out, int64_t rows) {
+      RmsNormArgs n;
+      n.x = x;
+      n.xStride = H;
+      n.residual = residual;
+      n.weight = static_cast<const float*>(k.ptr(weight.mem));
+      n.out = out;
+      n.outStride = H;
+      n.rows = rows;
+      n.dim = H;
+      n.eps = c.eps;
+      k.rmsnorm(n);
+    };
+
+    k.embed(EmbedArgs{k.ptr(w.embed.mem), w.embed.dtype, dTokens, F(lay.resid), T, H});
+    k.ropeTable(RopeTableArgs{dPositions, dInv, F(lay.cos), F(lay.sin), T, half});
+
+    for (int32_t l = 0; l < L; ++l) {
+      const LayerWeights& lw = w.layers[size_t(l)];
+      if (l == 0) norm(F(lay.resid), nullptr, lw.inputNorm, F(lay.h), T);
+      else norm(F(lay.t), F(lay.resid), lw.inputNorm, F(lay.h), T);
+      gemm(F(lay.h), lw.qkv, &lw.qkvBias, F(lay.qkv), QKV, H);
+      RopeArgs r;
+      r.q = F(lay.qkv);
+      r.qStride = QKV;
+      r.k = F(lay.qkv) + Q;
+      r.kStride = QKV;
+      r.numHeads = c.numHeads;
+      r.numKvHeads = c.numKvHeads;
+      r.headDim = c.headDim;
+      r.cos = F(lay.cos);
+      r.sin = F(lay.sin);
+      r.tokens = T;
+      k.rope(r);
+      // Queries to the pool's dtype in attention order; K and V in token order.
+      ConvertArgs cv;
+      cv.srcType = DType::F32;
+      cv.srcStride = QKV;
+      cv.dstType = kvType;
+      cv.src = F(lay.qkv);
+      cv.dst = base + lay.qA;
+      cv.dstStride = Q;
+      cv.rows = rowsA;
+      cv.cols = Q;
+      cv.gather = dPerm;
+      k.convert(cv);
+      cv.gather = nullptr;
+      cv.rows = T;
+      cv.cols = KV;
+      cv.dstStride = KV;
+      cv.src = F(lay.qkv) + Q;
+      cv.dst = base + lay.kA;
+      k.convert(cv);
+      cv.src = F(lay.qkv) + Q + KV;
+      cv.dst = base + lay.vA;
+      k.convert(cv);
+
+      if (!s.waitBeforeLayer.empty()) k.wait(s.waitBeforeLayer[size_t(l)]);
+      AttnAppendArgs ap;
+      ap.layout = kvl;
+      ap.pool = pool;
+      ap.k = base + lay.kA;
+      ap.v = base + lay.vA;
+      ap.slots = dSlots + int64_t(l) * T;
+      ap.hostSlots = s.slotMapping.data() + int64_t(l) * T;
+      ap.numTokens = int32_t(T);
+      k.append(ap);
+      k.signal(markers[size_t(l)]);
+
+      AttnArgs at;
+      at.layout = kvl;
+      at.pool = pool;
+      at.tableStride = s.tableStride;
+      at.numHeads = c.numHeads;
+      at.scale = scale;
+      if (a.bd > 0) {
+        at.q = base + lay.qA;
+        at.out = base + lay.oA;
+        const size_t toff = size_t(l) * size_t(a.bd) * size_t(s.tableStride);
+        at.hostTables = a.dTables.data() + toff;
+        at.tables = dDTables + toff;
+        at.hostContextLens = a.dCtx.data();
+        at.contextLens = dDCtx;
+        at.batch = a.bd;
+        k.decode(at);
+      }
+      if (a.bp > 0) {
+        at.q = base + lay.qA + size_t(a.decodeRows) * size_t(Q) * kvb;
+        at.out = base + lay.oA + size_t(a.decodeRows) * size_t(Q) * kvb;
+        const size_t toff = size_t(l) * size_t(a.bp) * size_t(s.tableStride);
+        at.hostTables = a.pTables.data() + toff;
+        at.tables = dPTables + toff;
+        at.hostContextLens = a.pCtx.data();
+        at.contextLens = dPCtx;
+        at.hostQStartLoc = a.pStart.data();
+        at.qStartLoc = dPStart;
+        at.batch = a.bp;
+        k.prefill(at);
+      }
+      ConvertArgs back;
+      back.src = base + lay.oA;
+      back.srcType = kvType;
+      back.srcStride = Q;
+      back.dst = F(lay.attnF);
+      back.dstType = DType::F32;
+      back.dstStride = Q;
+      back.rows = rowsA;
+      back.cols = Q;
+      back.scatter = dPerm;
+      k.convert(back);
+      gemm(F(lay.attnF), lw.o, nullptr, F(lay.t), H, Q);
+      norm(F(lay.t), F(lay.resid), lw.postNorm, F(lay.h), T);
+      gemm(F(lay.h), lw.gateUp, nullptr, F(lay.gu), 2 * I, H);
+      k.siluMul(SiluMulArgs{F(lay.gu), F(lay.act), T, I});
+      gemm(F(lay.act), lw.down, nullptr, F(lay.t), H, I);
+    }
+    if (R == 0) return;
+    // The last residual add and the final norm only for the rows that emit a token.
+    k.gather(GatherArgs{F(lay.resid), F(lay.t), dRows, F(lay.hR), R, H});
+    norm(F(lay.hR), nullptr, w.finalNorm, F(lay.hR), R);
+    const Tensor& head = w.lmHead.mem ? w.lmHead : w.embed;
+    GemmArgs g;
+    g.a = F(lay.hR);
+    g.lda = H;
+    g.w = k.ptr(head.mem);
+    g.wType = head.dtype;
+    g.out = F(lay.logits);
+    g.ldo = c.vocab;
+    g.m = R;
+    g.n = c.vocab;
+    g.k = H;
+    k.gemm(g);
+    k.download(st->hostLogits->data, F(lay.logits), size_t(R * c.vocab) * 4);
+  };
+  op.finish = [st, c, R, result] {
+    if (R == 0) return;
+    const float* logits = static_cast<const float*>(st->hostLogits->data);
+    SamplingParams p = st->step.sampling;
+    p.resize(R);
+    result->tokenIds.resize(size_t(R));
+    result->logprobs.resize(size_t(R));
+    sampleRows(logits, R, c.vocab, p, result->tokenIds.data(), result->logprobs.data());
+    if (st->step.returnLogits) result->logits.assign(logits, logits + R * c.vocab);
+  };
+  return be.compute(std::move(op), deps);
+}
+
+}  // namespace kvcake

@@ -1,0 +1,136 @@
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The AVX-512 path of the model GEMM (gemm.h): 16-lane dot products, tiles of up to 4 rows
+// of a x 4 rows of w in registers (1 x 8 for a single row, where the chains, not the
+// loads, are what must be kept busy). Only C headers and this file's own templates (with
+// internal linkage) are compiled under the AVX-512 target, so no inline function of the
+// standard library is emitted here with instructions an AVX2 machine lacks.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/gemm.h"
+
+namespace kvcake::cpu {
+
+namespace {
+
+template <int WT>
+inline __m512 loadW(const void* w, int64_t i) {
+  if constexpr (WT == 0) {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i));
+    if constexpr (WT == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <int WT>
+inline __m512 loadWMasked(const void* w, int64_t i, __mmask16 m) {
+  if constexpr (WT == 0) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + i);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + i);
+    if constexpr (WT == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+// Lane j + j+8, then + j+4, then + j+2, then lane 0 + lane 1 (gemm.h's fixed tree).
+inline float reduce16(__m512 v) {
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+  return _mm_cvtss_f32(s1);
+}
+
+template <int MR, int NR, int WT>
+void tile(const GemmTask& t, int64_t m, int64_t n) {
+  const int64_t K = t.k;
+  const int64_t kFull = K & ~int64_t(15);
+  const float* a[MR];
+  const void* w[NR];
+  for (int i = 0; i < MR; ++i) a[i] = t.a + (m + i) * t.lda;
+  for (int j = 0; j < NR; ++j)
+    w[j] = static_cast<const char*>(t.w) + (n + j) * K * (WT == 0 ? 4 : 2);
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kFull; k += 16) {
+    __m512 av[MR];
+    for (int i = 0; i < MR; ++i) av[i] = _mm512_loadu_ps(a[i] + k);
+    for (int j = 0; j < NR; ++j) {
+      const __m512 wv = loadW<WT>(w[j], k);
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], wv, acc[i][j]);
+    }
+  }
+  if (kFull < K) {
+    const __mmask16 mask = __mmask16((1u << (K - kFull)) - 1u);
+    __m512 av[MR];
+    for (int i = 0; i < MR; ++i) av[i] = _mm512_maskz_loadu_ps(mask, a[i] + kFull);
+    for (int j = 0; j < NR; ++j) {
+      const __m512 wv = loadWMasked<WT>(w[j], kFull, mask);
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], wv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      float s = reduce16(acc[i][j]);
+      if (t.bias) s += t.bias[n + j];
+      t.out[(m + i) * t.ldo + n + j] = s;
+    }
+}
+
+template <int MR, int WT>
+void tileRows(const GemmTask& t, int64_t m, int64_t n, int nr) {
+  switch (nr) {
+    case 1: return tile<MR, 1, WT>(t, m, n);
+    case 2: return tile<MR, 2, WT>(t, m, n);
+    case 3: return tile<MR, 3, WT>(t, m, n);
+    default: return tile<MR, 4, WT>(t, m, n);
+  }
+}
+
+template <int WT>
+void block(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (m1 - m0 == 1) {
+    for (int64_t n = n0; n < n1; n += 8) {
+      const int64_t nr = n1 - n < 8 ? n1 - n : 8;
+      switch (nr) {
+        case 8: tile<1, 8, WT>(t, m0, n); break;
+        case 7: tile<1, 7, WT>(t, m0, n); break;
+        case 6: tile<1, 6, WT>(t, m0, n); break;
+        case 5: tile<1, 5, WT>(t, m0, n); break;
+        default: tileRows<1, WT>(t, m0, n, int(nr)); break;
+      }
+    }
+    return;
+  }
+  // w rows outer: a tile of w (4 rows x k) stays in L1/L2 while the rows of a pass by.
+  for (int64_t n = n0; n < n1; n += 4) {
+    const int nr = int(n1 - n < 4 ? n1 - n : 4);
+    for (int64_t m = m0; m < m1; m += 4) {
+      switch (m1 - m < 4 ? m1 - m : 4) {
+        case 1: tileRows<1, WT>(t, m, n, nr); break;
+        case 2: tileRows<2, WT>(t, m, n, nr); break;
+        case 3: tileRows<3, WT>(t, m, n, nr); break;
+        default: tileRows<4, WT>(t, m, n, nr); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemmBlockAvx512(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  switch (t.wType) {
+    case 0: return block<0>(t, m0, m1, n0, n1);
+    case 1: return block<1>(t, m0, m1, n0, n1);
+    default: return block<2>(t, m0, m1, n0, n1);
+  }
+}
+
+}  // namespace kvcake::cpu

@@ -1,0 +1,22 @@
+// The CPU implementation of the model kernel set (core/kernel_set.h): synchronous kernels
+// parallel over ThreadPool::global(), run on the compute queue's thread. The GEMM path is
+// chosen per backend at run time (avx2 or avx512, gemm.h); the elementwise kernels are
+// AVX2 (the build's baseline) and memory bound.
+#pragma once
+#include <memory>
+
+#include "core/kernel_set.h"
+#include "cpu/isa.h"
+
+namespace kvcake::cpu {
+
+// The ISA the model kernels run: KVCAKE_CPU_ISA when set (an Error naming it when this CPU
+// lacks it or it is unknown), else the best this CPU has. *forced says which.
+Isa modelIsa(bool* forced);
+
+std::unique_ptr<KernelSet> createCpuKernelSet(Isa isa);
+
+// The GEMM as the CPU kernel set runs it, for benchmarks of one path against another.
+void gemm(const GemmArgs& a, Isa isa);
+
+}  // namespace kvcake::cpu
