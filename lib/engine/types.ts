@@ -1,0 +1,172 @@
+// The engine's public shapes: what a Node app (and the HTTP server) sees. The engine runs the
+// scheduler's plans on a model over real KV pools, one step at a time, and streams tokens.
+import type { DType } from '../backend/dtype.js';
+import type { ModelConfig } from '../model/config.js';
+import type { PolicyName } from '../sched/index.js';
+
+export type EngineModel =
+  /** A Hugging Face model directory: config.json, safetensors, tokenizer.json. */
+  | string
+  /** A config (HF config.json contents or a parsed ModelConfig) with seeded dummy weights,
+   *  and optionally a tokenizer directory. */
+  | { config: ModelConfig | Record<string, unknown>; dummySeed?: number; tokenizerDir?: string };
+
+export interface EngineOptions {
+  model: EngineModel;
+  /** The backend, always explicit: 'cpu' or 'cuda'. */
+  backend: 'cpu' | 'cuda';
+  /** Scheduling policy (default 'baseline'). LayerKV policies need host KV memory. */
+  policy?: PolicyName;
+  /** How a preempted request gives up its device blocks (default 'recompute'). */
+  preemption?: 'recompute' | 'swap';
+  /** Weights and KV dtype (default: the checkpoint's; fp32 for dummy models). */
+  dtype?: DType;
+  /** Bytes of the device KV pool. */
+  deviceKvBytes: number;
+  /** Bytes of the host KV pool (offloads, swaps, prefix landing). Default 0; LayerKV,
+   *  swap preemption and prefix loads need it. */
+  hostKvBytes?: number;
+  /** Token budget per step (default 2048). */
+  maxBatchedTokens?: number;
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** Requests decoding at once at most (default 256). */
+  maxRunning?: number;
+  /** Requests waiting at most; generate() beyond it rejects with EngineBusyError (default
+   *  unbounded). */
+  maxWaiting?: number;
+  /** Default SLOs for requests that give none (seconds). */
+  ttftSlo?: number;
+  tpotSlo?: number;
+  /** Called after every step. */
+  onStep?: (s: StepReport) => void;
+}
+
+export interface GenerateOptions {
+  /** Output tokens at most (default 256). */
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  /** Stop strings (matched on the decoded text; the output is cut before the match) and/or
+   *  stop token ids. EOS ids of the model stop as well unless ignoreEos. */
+  stop?: readonly (string | number)[];
+  ignoreEos?: boolean;
+  /** Cancels the request at any stage; its blocks are freed and the stream ends. */
+  signal?: AbortSignal;
+  ttftSlo?: number;
+  tpotSlo?: number;
+  /** A caller-chosen id (default: generated). */
+  requestId?: string;
+}
+
+/** One streamed token. */
+export interface TokenChunk {
+  tokenId: number;
+  /** Text this token completes (may be '' while a multi-byte character is incomplete). */
+  text: string;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface GenerationStats {
+  requestId: string;
+  finishReason: FinishReason;
+  promptTokens: number;
+  /** Prompt tokens whose KV came from the prefix store instead of being computed. */
+  cachedTokens: number;
+  generatedTokens: number;
+  /** Seconds from generate() to the first token, and mean seconds per later token. */
+  ttft: number;
+  tpot: number;
+  e2e: number;
+  /** The policy's actions for this request. */
+  offloadedBytes: number;
+  loadedBytes: number;
+  preemptions: number;
+}
+
+export interface GenerationResult {
+  text: string;
+  tokenIds: number[];
+  stats: GenerationStats;
+}
+
+/** A running request: iterate for tokens; `result` settles when it ends. */
+export interface Generation extends AsyncIterable<TokenChunk> {
+  readonly requestId: string;
+  readonly result: Promise<GenerationResult>;
+}
+
+export interface TierUsage {
+  usedBlocks: number;
+  totalBlocks: number;
+  bytes: number;
+}
+
+export interface EngineStats {
+  backend: 'cpu' | 'cuda';
+  policy: PolicyName;
+  waiting: number;
+  running: number;
+  kv: { device: TierUsage; host: TierUsage };
+  steps: number;
+  /** Mean wall seconds of recent steps, and of the host's part of issuing one. */
+  stepSeconds: number;
+  issueSeconds: number;
+  /** Counters since start. */
+  totals: {
+    requests: number;
+    finished: number;
+    aborted: number;
+    rejected: number;
+    promptTokens: number;
+    cachedTokens: number;
+    generatedTokens: number;
+    preemptions: number;
+    offloadedBytes: number;
+    loadedBytes: number;
+    savedBytes: number;
+  };
+}
+
+export interface StepReport {
+  step: number;
+  startedAt: number;
+  seconds: number;
+  issueSeconds: number;
+  prefillTokens: number;
+  decodeTokens: number;
+  transfers: number;
+  stats: EngineStats;
+}
+
+export interface Engine extends AsyncDisposable {
+  readonly modelName: string;
+  readonly backend: 'cpu' | 'cuda';
+  readonly policy: PolicyName;
+  /** Tokenizer of the model (null for a dummy model without one). */
+  readonly tokenizer: import('../model/tokenizer.js').Tokenizer | null;
+  /** Starts a request from text (tokenized with the model's tokenizer) or token ids. */
+  generate(prompt: string | readonly number[] | Int32Array, opts?: GenerateOptions): Generation;
+  stats(): EngineStats;
+  /** Stops taking requests, aborts those in flight, releases every pool and the model. */
+  close(): Promise<void>;
+}
+
+/** generate() on a full queue (maxWaiting): retry later. */
+export class EngineBusyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EngineBusyError';
+  }
+}
+
+/** generate() after close(). */
+export class EngineClosedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EngineClosedError';
+  }
+}
