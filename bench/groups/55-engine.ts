@@ -12,7 +12,10 @@
 //   3. The device tier holds a few requests' KV, so the baseline queues for blocks while
 //      LayerKV admits with layers on the host.
 // TTFT is first token minus arrival; TPOT is (last token - first token) / (tokens - 1) per
-// request, means and p99 over requests, as vLLM's benchmark_serving defines them. The host
+// request, means and p99 over requests, as vLLM's benchmark_serving defines them. Beside
+// them, each engine step's wall time over what the fitted cost model predicted for it
+// (median over the run): where that is near 1 and TTFT still differs, the scheduling
+// dynamics differ; where it is not, the fit does not hold on this machine now. The host
 // overhead of issuing a step (building the step's arrays, the runner's and copies' native
 // calls) is measured separately on a 32-layer model with 64 decoding sequences.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
@@ -65,7 +68,7 @@ function summarize(rows: { ttft: number; tpot: number; tokens: number; end: numb
   return { ttftMean: t.mean, ttftP99: t.p99, tpotMean: p.mean, tpotP99: p.p99, tokPerSec: rows.reduce((a, r) => a + r.tokens, 0) / span, slo: ok / rows.length, done: rows.length };
 }
 
-async function runEngine(engine: Engine, reqs: Request[]): Promise<RunStats> {
+async function runEngine(engine: Engine, reqs: Request[], ratios: number[]): Promise<RunStats> {
   const t0 = performance.now();
   const results = await Promise.all(
     reqs.map(
@@ -158,8 +161,20 @@ export const group: BenchGroup = {
       const res: Record<string, { real: RunStats; sim: RunStats }> = {};
       for (const policy of ['baseline', 'layerkv'] as const) {
         ctx.progress(`${policy} at ${rate.toFixed(2)} req/s: engine`);
-        const engine = await createEngine({ model: { config: CONFIG, dummySeed: 1 }, backend: 'cpu', dtype: 'fp32', policy, deviceKvBytes: deviceBlocks * blockBytes, hostKvBytes: hostBlocks * blockBytes, maxBatchedTokens: 512, blockSize: BLOCK, cost: cal.cost });
-        const real = await runEngine(engine, reqs);
+        const ratios: number[] = [];
+        const engine = await createEngine({
+          model: { config: CONFIG, dummySeed: 1 },
+          backend: 'cpu',
+          dtype: 'fp32',
+          policy,
+          deviceKvBytes: deviceBlocks * blockBytes,
+          hostKvBytes: hostBlocks * blockBytes,
+          maxBatchedTokens: 512,
+          blockSize: BLOCK,
+          cost: cal.cost,
+          onStep: (s) => ratios.push(s.seconds / s.predictedSeconds),
+        });
+        const real = await runEngine(engine, reqs, ratios);
         await engine.close();
         ctx.progress(`${policy} at ${rate.toFixed(2)} req/s: simulator`);
         const sim = await runSim(policy, reqs, cal.cost, { device: deviceBlocks, host: hostBlocks }, 512);
@@ -179,6 +194,7 @@ export const group: BenchGroup = {
           'tok/s': real.tokPerSec,
           'slo %': 100 * real.slo,
           'sim slo %': 100 * sim.slo,
+          'step real/fitted': percentiles(ratios).median,
           'ttft real/sim': r(real.ttftMean, sim.ttftMean),
           'tpot real/sim': r(real.tpotMean, sim.tpotMean),
         });
