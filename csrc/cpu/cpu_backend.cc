@@ -89,7 +89,7 @@ class WorkQueue {
       stop_ = true;
     }
     cv_.notify_all();
-    thread_.join();  // runs what is already queued first: those ops own their memory
+    join();  // runs what is already queued first: those ops own their memory
   }
 
   // `what` names the op in a failure message ("decode", "copyBlocks").
@@ -97,10 +97,29 @@ class WorkQueue {
     auto ev = std::make_shared<CpuEvent>();
     {
       std::lock_guard<std::mutex> lk(m_);
-      tasks_.push_back(Task{what, std::move(deps), std::move(fn), ev});
+      if (!stop_) {
+        tasks_.push_back(Task{what, std::move(deps), std::move(fn), ev});
+        cv_.notify_one();
+        return ev;
+      }
     }
-    cv_.notify_one();
+    ev->complete(std::string(what) + " not run: the backend has been shut down");
     return ev;
+  }
+
+  // Shutdown, in two steps so that all of a backend's queues stop together (an op waiting
+  // on another queue's event must not make that queue run its whole backlog first): ops
+  // not yet started complete with an error, the running one finishes.
+  void cancel() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      cancel_ = true;
+    }
+    cv_.notify_all();
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
@@ -114,18 +133,22 @@ class WorkQueue {
   void loop() {
     for (;;) {
       Task t;
+      bool cancelled;
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
         if (tasks_.empty()) return;  // stop_ and drained
         t = std::move(tasks_.front());
         tasks_.pop_front();
+        cancelled = cancel_;
       }
       std::string error;
-      for (const auto& d : t.deps) {
-        std::string e = waitFor(d);
-        if (!e.empty() && error.empty()) error = std::string(t.what) + " skipped: an op it waits for failed: " + e;
-      }
+      if (cancelled) error = std::string(t.what) + " not run: the backend was shut down before it started";
+      if (!cancelled)
+        for (const auto& d : t.deps) {
+          std::string e = waitFor(d);
+          if (!e.empty() && error.empty()) error = std::string(t.what) + " skipped: an op it waits for failed: " + e;
+        }
       if (error.empty()) {
         try {
           t.fn();
@@ -148,6 +171,7 @@ class WorkQueue {
   std::condition_variable cv_;
   std::deque<Task> tasks_;
   bool stop_ = false;
+  bool cancel_ = false;
   std::thread thread_;  // last: started after the fields above exist
 };
 
@@ -230,6 +254,11 @@ class CpuBackend final : public Backend {
   }
 
   int64_t liveBytes(Tier tier) const override { return acct_->live[int(tier)].load(std::memory_order_relaxed); }
+
+  void shutdown() override {
+    for (WorkQueue* q : {&compute_, &h2d_, &d2h_}) q->cancel();
+    for (WorkQueue* q : {&compute_, &h2d_, &d2h_}) q->join();
+  }
 
   EventPtr append(AppendOp op, const Deps& deps) override {
     auto o = std::make_shared<AppendOp>(std::move(op));

@@ -48,6 +48,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
+  data->lifetime = EnvLifetime::create(env);
   data->backendCtor = Napi::Persistent(BackendWrap::Init(env));
   data->poolCtor = Napi::Persistent(PoolWrap::Init(env));
   data->tensorCtor = Napi::Persistent(TensorWrap::Init(env));

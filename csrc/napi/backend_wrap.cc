@@ -11,6 +11,7 @@ namespace kvcake::napi {
 
 namespace {
 
+constexpr napi_type_tag kTag = {0x6b76636b65ee0004ULL, 0x3b4c5d6e7f8091a2ULL};
 constexpr int64_t kMaxNumel = int64_t(1) << 40;
 
 Napi::Value field(const Napi::Object& o, const char* key) { return o.Get(key); }
@@ -61,11 +62,18 @@ Napi::Function BackendWrap::Init(Napi::Env env) {
                       InstanceMethod<&BackendWrap::WritePool>("writePool")});
 }
 
-BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {}
+BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+BackendWrap* BackendWrap::Unwrap(Napi::Object o) { return checkedUnwrap<BackendWrap>(o, kTag, "Backend"); }
 
 Napi::Object BackendWrap::Make(Napi::Env env, std::unique_ptr<Backend> backend) {
-  Napi::Object obj = addonData(env).backendCtor.New({});
-  Unwrap(obj)->backend_ = std::shared_ptr<Backend>(std::move(backend));
+  AddonData& data = addonData(env);
+  Napi::Object obj = data.backendCtor.New({});
+  auto be = std::shared_ptr<Backend>(std::move(backend));
+  data.lifetime->track(be);  // shut down with this environment (event_wrap.h)
+  Unwrap(obj)->backend_ = std::move(be);
   return obj;
 }
 
@@ -190,7 +198,7 @@ Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Tensor& t = TensorWrap::From(info[0], &be, "write: tensor");
+    const Tensor t = TensorWrap::From(info[0], &be, "write: tensor");
     Bytes b = toDTypeBytes(info[1], t.dtype, "write: data");
     const int64_t offset = info[2].IsUndefined() ? 0 : toInt(info[2], "write: offset", 0, t.numel);
     if (b.numel > t.numel - offset)
@@ -199,7 +207,7 @@ Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = t.mem;
     op.offset = size_t(offset) * dtypeSize(t.dtype);
-    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    op.bytes = std::move(b.data);
     Deps deps = toDeps(info[3], &be, "write: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), Queue::Compute, deps), &be);
@@ -211,7 +219,7 @@ Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Tensor& t = TensorWrap::From(info[0], &be, "read: tensor");
+    const Tensor t = TensorWrap::From(info[0], &be, "read: tensor");
     ReadOp op;
     op.src = t.mem;
     op.offset = 0;
@@ -234,7 +242,7 @@ Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Pool& p = PoolWrap::From(info[0], &be, "readPool: pool");
+    const Pool p = PoolWrap::From(info[0], &be, "readPool: pool");
     const int64_t first = toInt(info[1], "readPool: firstBlock", 0, p.layout.numBlocks - 1);
     const int64_t count = toInt(info[2], "readPool: numBlocks", 0, p.layout.numBlocks);
     checkBlockRange(env, "readPool", p, first, count);
@@ -260,7 +268,7 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Pool& p = PoolWrap::From(info[0], &be, "writePool: pool");
+    const Pool p = PoolWrap::From(info[0], &be, "writePool: pool");
     const int64_t first = toInt(info[1], "writePool: firstBlock", 0, p.layout.numBlocks - 1);
     Bytes b = toDTypeBytes(info[2], p.layout.dtype, "writePool: data");
     if (b.numel % p.layout.blockStride() != 0)
@@ -270,7 +278,7 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
-    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    op.bytes = std::move(b.data);
     Deps deps = toDeps(info[3], &be, "writePool: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), poolQueue(p), deps), &be);
