@@ -38,8 +38,8 @@ struct Pool {
 
 // append-KV: write numTokens rows of K and V into the pool.
 //   k, v:  [numTokens][numKvHeads][headDim], the pool's dtype
-//   slots: [numTokens], slot = blockId * blockSize + offsetInBlock; a negative slot is a
-//          padding row and is skipped (vLLM's slot-mapping convention).
+//   slots: [numTokens], slot = blockId * blockSize + offsetInBlock; -1 is a padding row and
+//          is skipped (vLLM's slot-mapping convention); other negative slots are rejected.
 struct AppendOp {
   Pool pool;
   Tensor k, v;
@@ -50,9 +50,9 @@ struct AppendOp {
 // found through blockTables[b][0 .. ceil(contextLens[b]/blockSize)).
 //   q, out:      [batch][numHeads][headDim], the pool's dtype; numHeads % numKvHeads == 0
 //                and query head h reads KV head h / (numHeads / numKvHeads) (GQA).
-//   blockTables: [batch][tableStride] block ids of this layer; entries past a sequence's
-//                last block are ignored (pad with anything).
-//   scale:       softmax scale; <= 0 means 1/sqrt(headDim).
+//   blockTables: exactly [batch][tableStride] block ids of this layer; entries past a
+//                sequence's last block are ignored (pad with anything).
+//   scale:       softmax scale, > 0; 0 means not given: 1/sqrt(headDim).
 // A sequence with contextLen 0 writes zeros.
 struct DecodeOp {
   Pool pool;

@@ -1,5 +1,6 @@
 #include "napi/backend_wrap.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/validate.h"
@@ -29,7 +30,17 @@ void readAttention(Op& op, const Napi::Object& a, const Backend* owner, const ch
   op.batch = int32_t(op.contextLens.size());
   op.numHeads = int32_t(toInt(field(a, "numHeads"), p + "numHeads", 1, Limits::kMaxHeads));
   Napi::Value s = field(a, "scale");
-  op.scale = s.IsUndefined() || s.IsNull() ? 0.f : float(toFinite(s, p + "scale"));
+  if (s.IsUndefined() || s.IsNull()) {
+    op.scale = 0.f;  // 1/sqrt(headDim)
+  } else {
+    const double d = toFinite(s, p + "scale");
+    // Also what survives the float conversion: 1e-50 would become 0 (the default) and
+    // 1e39 infinity.
+    if (!(d > 0) || !(float(d) > 0.f) || !std::isfinite(float(d)))
+      rangeError(a.Env(), p + "scale must be a positive finite number (or left out for 1/sqrt(headDim)), got " +
+                              describe(s));
+    op.scale = float(d);
+  }
 }
 
 // Raw pool access runs on the queue that last writes that tier in a typical step: compute
