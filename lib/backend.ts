@@ -21,6 +21,7 @@
 // of bit patterns for fp16/bf16); a typed array is copied into a temporary tensor at call
 // time. `out` must be a Tensor.
 import { type DType, decodeValues } from './backend/dtype.js';
+import { show } from './util/show.js';
 import { native, nativePath, type CudaInfo, type NativeBackend, type NativeEvent, type NativePool, type NativeTensor } from './native.js';
 
 export type { DType } from './backend/dtype.js';
@@ -90,31 +91,6 @@ function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefined as T)
   });
   events.set(w, ev);
   return w;
-}
-
-/** How a rejected value is shown in a message; never throws (Symbols, BigInts, odd objects). */
-export function show(v: unknown): string {
-  switch (typeof v) {
-    case 'number':
-      return String(v);
-    case 'bigint':
-      return `${v}n`;
-    case 'string':
-      return JSON.stringify(v.length > 40 ? `${v.slice(0, 37)}...` : v);
-    case 'symbol':
-      return 'a symbol';
-    case 'function':
-      return 'a function';
-    case 'undefined':
-      return 'undefined';
-    case 'boolean':
-      return String(v);
-    default:
-      if (v === null) return 'null';
-      if (Array.isArray(v)) return 'an array';
-      if (ArrayBuffer.isView(v)) return `a ${Object.getPrototypeOf(v)?.constructor?.name ?? 'typed array'}`;
-      return 'an object';
-  }
 }
 
 /** An options bag: undefined means none; anything but a plain object is a TypeError naming it. */

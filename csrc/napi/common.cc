@@ -98,7 +98,10 @@ std::string describe(const Napi::Value& v) {
     default: break;
   }
   TypedView tv;
-  if (typedView(v, &tv)) return std::string("a ") + typedArrayName(tv.type) + " of length " + std::to_string(tv.length);
+  if (typedView(v, &tv)) {
+    const std::string n = typedArrayName(tv.type);
+    return std::string(n[0] == 'I' || n[0] == 'U' ? "an " : "a ") + n + " of length " + std::to_string(tv.length);
+  }
   if (v.IsArray()) return "an array";
   if (v.IsArrayBuffer()) return "an ArrayBuffer";
   if (v.IsPromise()) return "a Promise";

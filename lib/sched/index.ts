@@ -7,6 +7,8 @@
 //   compute-only  baseline memory; prefix hits are recomputed (Cake's compute baseline)
 //   load-only     baseline memory; prefix hits are loaded whole (Cake's load baseline)
 import { SchedulerCore, type SchedulerConfig } from './scheduler.js';
+import { checkSchedulerOptions } from './options.js';
+import { show } from '../util/show.js';
 
 export type PolicyName = 'baseline' | 'layerkv' | 'cake' | 'layerkv+cake' | 'compute-only' | 'load-only';
 export const POLICIES: readonly PolicyName[] = ['baseline', 'layerkv', 'cake', 'layerkv+cake', 'compute-only', 'load-only'];
@@ -15,6 +17,7 @@ export type CreateSchedulerOptions = { policy: PolicyName } & Omit<SchedulerConf
 
 export function createScheduler(opts: CreateSchedulerOptions): SchedulerCore {
   if (!opts || typeof opts !== 'object') throw new TypeError('createScheduler: options object required');
+  checkSchedulerOptions(opts as unknown as Record<string, unknown>);
   const { policy, ...cfg } = opts;
   switch (policy) {
     case 'baseline':
@@ -29,7 +32,7 @@ export function createScheduler(opts: CreateSchedulerOptions): SchedulerCore {
     case 'load-only':
       return new SchedulerCore({ ...cfg, memory: 'baseline', prefixMode: policy, name: cfg.name ?? policy });
     default:
-      throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${String(policy)}`);
+      throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${show(policy)}`);
   }
 }
 

@@ -14,7 +14,8 @@
 //      compute takes only what is left of it, in admission order. With more than one in
 //      flight, one planner (cake-planner.ts) chooses every request's split from the store's
 //      backlog and the fronts' queue; a lone request plans its own split (the oracle's).
-import type { Request } from '../workload/request.js';
+import { requestProblem, type Request } from '../workload/request.js';
+import { show } from '../util/show.js';
 import { KvCacheManager, type SeqKv } from '../kv/block-table.js';
 import { CakeTracker, type PrefixMode } from './cake.js';
 import { planCake, type FixedJob, type PlanJob } from './cake-planner.js';
@@ -203,6 +204,8 @@ export class SchedulerCore implements Scheduler {
   // ---- requests -----------------------------------------------------------------------
 
   add(req: Request, now: number): void {
+    // Not a request at all: there is no id to report a rejection under.
+    if (typeof req !== 'object' || req === null) throw new TypeError(`add: request must be an object, got ${show(req)}`);
     const reason = this.validate(req, now);
     if (reason !== null) {
       this.stats.rejected++;
@@ -215,12 +218,9 @@ export class SchedulerCore implements Scheduler {
   }
 
   private validate(req: Request, now: number): string | null {
-    if (!req || typeof req !== 'object') return 'request must be an object';
-    if (typeof req.id !== 'string' || req.id.length === 0) return 'request.id must be a non-empty string';
+    const problem = requestProblem(req);
+    if (problem !== null) return problem;
     if (this.seqs.has(req.id)) return `request.id ${req.id} is already in use`;
-    if (!Number.isInteger(req.promptLen) || req.promptLen < 1) return `promptLen must be an integer >= 1, got ${req.promptLen}`;
-    if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) return `maxNewTokens must be an integer >= 1, got ${req.maxNewTokens}`;
-    if (!(Number.isFinite(req.arrival) && req.arrival >= 0)) return `arrival must be a finite time >= 0, got ${req.arrival}`;
     if (req.arrival > now + 1e-9) return `arrival ${req.arrival} is after now ${now}`;
     const maxTokens = Math.floor((this.kv.device.numBlocks - this.kv.device.watermarkBlocks) / this.numLayers) * this.blockSize;
     // A sequence that cannot hold all its layers on the device would be preempted forever.
@@ -230,7 +230,6 @@ export class SchedulerCore implements Scheduler {
     const p = req.prefix;
     if (p) {
       if (!Number.isInteger(p.chunkTokens) || p.chunkTokens < 1 || p.chunkTokens % this.blockSize !== 0) return `prefix.chunkTokens must be a positive multiple of blockSize ${this.blockSize}, got ${p.chunkTokens}`;
-      if (!Number.isInteger(p.storedChunks) || p.storedChunks < 0 || p.storedChunks > p.chunkHashes.length) return `prefix.storedChunks must be in [0, ${p.chunkHashes.length}] (chunkHashes), got ${p.storedChunks}`;
       if (p.storedChunks * p.chunkTokens > req.promptLen) return `prefix.storedChunks * chunkTokens = ${p.storedChunks * p.chunkTokens} exceeds promptLen ${req.promptLen}`;
     }
     return null;

@@ -9,6 +9,8 @@
 // Each channel serves its transfers in order of readiness within a step, in issue order
 // across steps. Everything is deterministic: no wall clock, no randomness.
 import type { Channel, Executor, StepPlan, StepResult, Transfer } from '../sched/plan.js';
+import { MAX_TIME, MAX_TIME_TEXT } from '../workload/request.js';
+import { show } from '../util/show.js';
 
 export interface SimCost {
   readonly model: { numLayers: number };
@@ -103,10 +105,15 @@ export class SimExecutor implements Executor {
     check('gpu.d2hBandwidth', cost.gpu.d2hBandwidth);
     check('storageBandwidth', storageBw);
     const storageLatency = opts.storageLatency ?? 100e-6;
-    if (!(storageLatency >= 0)) throw new RangeError(`SimExecutor: storageLatency must be >= 0 s, got ${storageLatency}`);
+    if (!(storageLatency >= 0 && Number.isFinite(storageLatency))) throw new RangeError(`SimExecutor: storageLatency must be a finite number of seconds >= 0, got ${storageLatency}`);
+    const lat = cost.gpu.transferLatency;
+    if (!(lat >= 0 && Number.isFinite(lat))) throw new RangeError(`SimExecutor: gpu.transferLatency must be a finite number of seconds >= 0, got ${lat}`);
+    // A NaN clock never reaches an arrival, and past MAX_TIME step times vanish into it.
+    const start = opts.start ?? 0;
+    if (typeof start !== 'number' || !(start >= 0 && start <= MAX_TIME)) throw new RangeError(`SimExecutor: start must be a time in [0, ${MAX_TIME_TEXT}] s, got ${show(start)}`);
     this.cost = cost;
     this.numLayers = L;
-    this.clock = opts.start ?? 0;
+    this.clock = start;
     this.bandwidth = { h2d: cost.gpu.h2dBandwidth, d2h: cost.gpu.d2hBandwidth, storage: storageBw };
     this.latency = { h2d: cost.gpu.transferLatency, d2h: cost.gpu.transferLatency, storage: storageLatency };
     this.channelFree = { h2d: this.clock, d2h: this.clock, storage: this.clock };
@@ -143,7 +150,9 @@ export class SimExecutor implements Executor {
     }
     let end = start;
     if (plan.compute.length > 0) {
-      const per = this.cost.stepTime(plan.compute) / L;
+      const t = this.cost.stepTime(plan.compute);
+      if (!(t >= 0 && Number.isFinite(t))) throw new RangeError(`SimExecutor: cost.stepTime must return a finite number of seconds >= 0, got ${t} for step ${plan.step}`);
+      const per = t / L;
       let clock = start;
       for (let l = 0; l < L; l++) {
         clock = Math.max(clock, this.gate[l]) + per;

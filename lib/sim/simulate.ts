@@ -1,7 +1,8 @@
 // The simulation driver: feeds arrivals to a scheduler at their times and loops
 // schedule -> execute -> onResult on an executor's clock, collecting events into metrics.
 import type { Executor, Scheduler, SeqEvent, StepPlan, StepResult } from '../sched/plan.js';
-import type { Request } from '../workload/request.js';
+import { MAX_TIME, MAX_TIME_TEXT, type Request } from '../workload/request.js';
+import { show } from '../util/show.js';
 import { MetricsCollector, type ServingMetrics } from '../metrics/collector.js';
 import { SimExecutor, type SimCost, type SimExecutorOptions } from './executor.js';
 
@@ -41,11 +42,26 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
   const { scheduler } = opts;
   if (!scheduler || typeof scheduler.schedule !== 'function') throw new TypeError('simulate: scheduler is required');
   if (!Array.isArray(opts.requests)) throw new TypeError('simulate: requests must be an array');
+  if (opts.executorOptions !== undefined && (typeof opts.executorOptions !== 'object' || opts.executorOptions === null))
+    throw new TypeError(`simulate: executorOptions must be an object, got ${show(opts.executorOptions)}`);
   const cost = opts.deployment?.cost ?? opts.cost;
   const executor: Executor | undefined = opts.executor ?? (cost ? new SimExecutor(cost, opts.executorOptions) : undefined);
   if (!executor) throw new TypeError('simulate: give executor, deployment or cost');
   const maxSteps = opts.maxSteps ?? 10_000_000;
-  if (!(Number.isInteger(maxSteps) && maxSteps > 0)) throw new RangeError(`simulate: maxSteps must be a positive integer, got ${maxSteps}`);
+  if (!(Number.isInteger(maxSteps) && maxSteps > 0)) throw new RangeError(`simulate: maxSteps must be a positive integer, got ${show(maxSteps)}`);
+  if (opts.onStep !== undefined && typeof opts.onStep !== 'function') throw new TypeError(`simulate: onStep must be a function, got ${show(opts.onStep)}`);
+  // The driver sorts by arrival and keys metrics by id, so these two must hold for every
+  // request; a request that is wrong in any other way is the scheduler's to reject.
+  const ids = new Set<string>();
+  opts.requests.forEach((r: unknown, i) => {
+    if (typeof r !== 'object' || r === null) throw new TypeError(`simulate: requests[${i}] must be a Request object, got ${show(r)}`);
+    const { id, arrival } = r as Record<string, unknown>;
+    if (typeof id !== 'string' || id.length === 0) throw new TypeError(`simulate: requests[${i}].id must be a non-empty string, got ${show(id)}`);
+    if (ids.has(id)) throw new RangeError(`simulate: requests[${i}].id ${show(id)} repeats an earlier request's id`);
+    ids.add(id);
+    if (typeof arrival !== 'number' || !(arrival >= 0 && arrival <= MAX_TIME))
+      throw new RangeError(`simulate: requests[${i}].arrival must be a time in [0, ${MAX_TIME_TEXT}] s, got ${show(arrival)}`);
+  });
 
   const reqs = [...opts.requests].sort((a, b) => a.arrival - b.arrival);
   const collector = new MetricsCollector();
@@ -86,6 +102,11 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
     for (const e of ev) if (e.kind === 'rejected') rejected.push({ seq: e.seq, reason: e.reason ?? '' });
     if (events) events.push(...ev);
     opts.onStep?.(plan, result, ev);
+    // A custom executor whose clock leaves the representable range would never reach the
+    // next arrival.
+    if (!(executor.now >= now && executor.now <= MAX_TIME * 2)) {
+      throw new Error(`simulate: the executor's clock went from ${now} to ${executor.now} s in step ${plan.step}; it must move forward and stay finite`);
+    }
     const progressed = busy || ev.length > 0 || result.transfersDone.length > 0 || executor.now > now;
     stalls = progressed ? 0 : stalls + 1;
     if (stalls >= 3) {
