@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host_memory.h"
 #include "common/types.h"
 
 namespace kvcake {
@@ -92,17 +93,21 @@ struct CopyOp {
   std::vector<int32_t> pairs;
 };
 
+// Host bytes that op staging and reads carry: large ones are mapped directly, so they go
+// back to the OS when the op (or the ArrayBuffer a read resolves to) lets go of them.
+using HostBytes = std::vector<uint8_t, HostAllocator<uint8_t>>;
+
 // Tensor upload / download (host bytes <-> a Tensor's memory).
 struct WriteOp {
   MemoryPtr dst;
   size_t offset = 0;
-  std::shared_ptr<std::vector<uint8_t>> bytes;
+  std::shared_ptr<HostBytes> bytes;
 };
 struct ReadOp {
   MemoryPtr src;
   size_t offset = 0;
   size_t length = 0;
-  std::shared_ptr<std::vector<uint8_t>> into;  // resized to length by the caller
+  std::shared_ptr<HostBytes> into;  // resized to length by the caller
 };
 
 }  // namespace kvcake

@@ -11,9 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include <sys/mman.h>
-
 #include "common/error.h"
+#include "common/host_memory.h"
 #include "common/thread_pool.h"
 #include "core/completion_event.h"
 #include "core/validate.h"
@@ -22,15 +21,6 @@
 namespace kvcake {
 
 namespace {
-
-constexpr size_t kAlign = 64;
-// Allocations of at least kHugeMin (KV pools) are 2 MiB-aligned and marked MADV_HUGEPAGE so
-// transparent huge pages back them where THP is 'madvise' or 'always'. Decode reads a pool
-// through a shuffled block table in 4 KiB-per-head runs scattered over hundreds of MiB: with
-// 4 KiB pages nearly every run is a TLB miss. Smaller buffers keep 64-byte alignment so a
-// tiny tensor does not pin a whole 2 MiB page.
-constexpr size_t kHugePage = size_t(2) << 20;
-constexpr size_t kHugeMin = size_t(4) << 20;
 
 // Live-byte counters outlive the backend: a pool released after its backend is gone still
 // decrements them.
@@ -47,7 +37,7 @@ class CpuMemory final : public Memory {
     tier = t;
   }
   ~CpuMemory() override {
-    std::free(data);
+    hostFree(data, bytes);
     acct_->live[int(tier)].fetch_sub(int64_t(bytes), std::memory_order_relaxed);
   }
 
@@ -238,11 +228,8 @@ class CpuBackend final : public Backend {
     } else {
       live.fetch_add(int64_t(bytes), std::memory_order_relaxed);
     }
-    const size_t align = bytes >= kHugeMin ? kHugePage : kAlign;
-    const size_t rounded = ((bytes ? bytes : 1) + align - 1) / align * align;
-    void* p = std::aligned_alloc(align, rounded);
-    // Advisory: where THP is off or madvise fails, the memory is ordinary pages.
-    if (p && align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);
+    // Mapped directly from 64 KiB up, so a released pool goes back to the OS (host_memory.h).
+    void* p = hostAlloc(bytes);
     if (!p) {
       live.fetch_sub(int64_t(bytes), std::memory_order_relaxed);
       std::ostringstream s;

@@ -235,15 +235,12 @@ Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
     op.src = t.mem;
     op.offset = 0;
     op.length = size_t(t.numel) * dtypeSize(t.dtype);
-    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
+    op.into = std::make_shared<HostBytes>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[1], &be, "read: waitFor");
     validateRead(op);
     auto into = op.into;
-    return EventWrap::Make(env, be.read(std::move(op), Queue::Compute, deps), &be, [into](Napi::Env e) -> Napi::Value {
-      auto buf = Napi::ArrayBuffer::New(e, into->size());
-      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
-      return buf;
-    });
+    return EventWrap::Make(env, be.read(std::move(op), Queue::Compute, deps), &be,
+                           [into](Napi::Env e) -> Napi::Value { return toArrayBuffer(e, into); });
   });
 }
 
@@ -261,15 +258,12 @@ Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
     op.src = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
     op.length = size_t(count * p.layout.blockBytes());
-    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
+    op.into = std::make_shared<HostBytes>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[3], &be, "readPool: waitFor");
     validateRead(op);
     auto into = op.into;
-    return EventWrap::Make(env, be.read(std::move(op), poolQueue(p), deps), &be, [into](Napi::Env e) -> Napi::Value {
-      auto buf = Napi::ArrayBuffer::New(e, into->size());
-      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
-      return buf;
-    });
+    return EventWrap::Make(env, be.read(std::move(op), poolQueue(p), deps), &be,
+                           [into](Napi::Env e) -> Napi::Value { return toArrayBuffer(e, into); });
   });
 }
 

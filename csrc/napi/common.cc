@@ -166,9 +166,39 @@ Bytes toDTypeBytes(const Napi::Value& v, DType dtype, const std::string& name) {
   if (!typedView(v, &tv) || tv.type != want)
     typeError(v.Env(), name + " must be " + wantName + " for " + dtypeName(dtype) + " data, got " + describe(v));
   const size_t n = tv.length * elementBytes(tv.type);
-  auto bytes = std::make_shared<std::vector<uint8_t>>(n);
+  auto bytes = std::make_shared<HostBytes>(n);
   if (n) std::memcpy(bytes->data(), tv.data, n);
   return Bytes{std::move(bytes), int64_t(tv.length)};
+}
+
+Napi::Value toArrayBuffer(Napi::Env env, std::shared_ptr<HostBytes> bytes) {
+  const size_t n = bytes ? bytes->size() : 0;
+  if (n > 0) {
+    auto* hold = new std::shared_ptr<HostBytes>(bytes);
+    napi_value ab;
+    const napi_status st = napi_create_external_arraybuffer(
+        env, bytes->data(), n,
+        [](napi_env e, void*, void* hint) {
+          auto* h = static_cast<std::shared_ptr<HostBytes>*>(hint);
+          int64_t ignored;
+          napi_adjust_external_memory(e, -int64_t((*h)->size()), &ignored);
+          delete h;
+        },
+        hold, &ab);
+    if (st == napi_ok) {
+      int64_t ignored;
+      napi_adjust_external_memory(env, int64_t(n), &ignored);
+      return Napi::Value(env, ab);
+    }
+    delete hold;
+    // A runtime without external buffers (V8 sandbox) reports it as an error; copy instead.
+    napi_value pending;
+    bool isPending = false;
+    if (napi_is_exception_pending(env, &isPending) == napi_ok && isPending) napi_get_and_clear_last_exception(env, &pending);
+  }
+  auto buf = Napi::ArrayBuffer::New(env, n);
+  if (n) std::memcpy(buf.Data(), bytes->data(), n);
+  return buf;
 }
 
 }  // namespace kvcake::napi

@@ -84,9 +84,13 @@ Tier toTier(const Napi::Value& v, const std::string& name);
 // A copy of the typed array that carries `dtype` data: Float32Array for fp32, Uint16Array
 // for fp16/bf16 (their bit patterns), over an ArrayBuffer or a SharedArrayBuffer.
 struct Bytes {
-  std::shared_ptr<std::vector<uint8_t>> data;
+  std::shared_ptr<HostBytes> data;
   int64_t numel;
 };
 Bytes toDTypeBytes(const Napi::Value& v, DType dtype, const std::string& name);
+
+// An ArrayBuffer over `bytes` without a copy (freed when JS collects it; V8 is told its
+// size so collection keeps pace), or a copy where external buffers are not allowed.
+Napi::Value toArrayBuffer(Napi::Env env, std::shared_ptr<HostBytes> bytes);
 
 }  // namespace kvcake::napi
