@@ -428,7 +428,7 @@ export function createBackend(opts?: BackendOptions): Backend {
   const o = options(opts, 'createBackend: options');
   const kind = o.backend ?? 'auto';
   if (kind !== 'cpu' && kind !== 'cuda' && kind !== 'auto')
-    throw new RangeError(`backend must be 'cpu', 'cuda' or 'auto', got ${show(kind)}`);
+    throw new RangeError(`createBackend: backend must be 'cpu', 'cuda' or 'auto', got ${show(kind)}`);
   const addon = native();
   let chosen: 'cpu' | 'cuda' = kind === 'auto' ? (addon.cudaInfo().usable ? 'cuda' : 'cpu') : kind;
   if (chosen === 'cuda') {

@@ -14,7 +14,7 @@ namespace {
 Napi::Value CreateBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsString()) typeError(env, "createBackend: kind must be 'cpu' or 'cuda'");
+    if (!info[0].IsString()) typeError(env, "createBackend: kind must be 'cpu' or 'cuda', got " + describe(info[0]));
     const std::string kind = info[0].As<Napi::String>().Utf8Value();
     Napi::Object opts = info[1].IsUndefined() ? Napi::Object::New(env) : toObject(info[1], "createBackend: options");
     if (kind == "cpu") {
@@ -29,7 +29,7 @@ Napi::Value CreateBackend(const Napi::CallbackInfo& info) {
       int index = dev.IsUndefined() || dev.IsNull() ? 0 : int(toInt(dev, "createBackend: device", 0, 1023));
       return BackendWrap::Make(env, createCudaBackend(index));
     }
-    rangeError(env, "createBackend: kind must be 'cpu' or 'cuda', got '" + kind + "'");
+    rangeError(env, "createBackend: kind must be 'cpu' or 'cuda', got " + describe(info[0]));
   });
 }
 

@@ -43,6 +43,17 @@ void readAttention(Op& op, const Napi::Object& a, const Backend* owner, const ch
   }
 }
 
+// A backend's allocation failure (capacity, out of memory), named after the call.
+MemoryPtr allocate(Backend& be, size_t bytes, Tier tier, const char* fn, const char* what) {
+  try {
+    return be.allocate(bytes, tier, what);
+  } catch (const std::bad_alloc&) {
+    throw Error(std::string(fn) + ": out of memory allocating a " + what + " of " + std::to_string(bytes) + " bytes");
+  } catch (const Error& e) {
+    throw Error(std::string(fn) + ": " + e.what());
+  }
+}
+
 // Raw pool access runs on the queue that last writes that tier in a typical step: compute
 // for the device tier (appends), d2h for the host tier (offloads).
 Queue poolQueue(const Pool& p) { return p.mem->tier == Tier::Device ? Queue::Compute : Queue::DeviceToHost; }
@@ -123,7 +134,7 @@ Napi::Value BackendWrap::CreatePool(const Napi::CallbackInfo& info) {
     validatePoolLayout(l);
     Pool p;
     p.layout = l;
-    p.mem = be.allocate(size_t(l.poolBytes()), tier, "pool");
+    p.mem = allocate(be, size_t(l.poolBytes()), tier, "createPool", "pool");
     return PoolWrap::Make(env, backend_, std::move(p));
   });
 }
@@ -137,7 +148,7 @@ Napi::Value BackendWrap::CreateTensor(const Napi::CallbackInfo& info) {
     t.dtype = toDType(info[0], "tensor: dtype");
     t.numel = toInt(info[1], "tensor: numel", 1, kMaxNumel);
     Tier tier = info[2].IsUndefined() ? Tier::Device : toTier(info[2], "tensor: tier");
-    t.mem = be.allocate(size_t(t.numel) * dtypeSize(t.dtype), tier, "tensor");
+    t.mem = allocate(be, size_t(t.numel) * dtypeSize(t.dtype), tier, "tensor", "tensor");
     return TensorWrap::Make(env, backend_, std::move(t));
   });
 }

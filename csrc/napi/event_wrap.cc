@@ -211,7 +211,7 @@ Deps toDeps(const Napi::Value& v, const Backend* owner, const std::string& name)
   Deps deps;
   if (v.IsUndefined() || v.IsNull()) return deps;
   Napi::Env env = v.Env();
-  if (!v.IsArray()) typeError(env, name + " must be an array of Work");
+  if (!v.IsArray()) typeError(env, name + " must be an array of Work, got " + describe(v));
   auto arr = v.As<Napi::Array>();
   // Element getters are user code: each element is checked as it is read, and nothing
   // read before (pools, tensors) is held by reference, so a getter that releases or
@@ -220,7 +220,7 @@ Deps toDeps(const Napi::Value& v, const Backend* owner, const std::string& name)
   for (uint32_t i = 0; i < n; ++i) {
     Napi::Value e = arr.Get(i);
     const std::string at = name + "[" + std::to_string(i) + "]";
-    if (!isTagged(e, kEventTag)) typeError(env, at + " is not a Work returned by an op");
+    if (!isTagged(e, kEventTag)) typeError(env, at + " is not a Work returned by an op, got " + describe(e));
     EventWrap* w = EventWrap::Unwrap(e.As<Napi::Object>());
     if (!w->event()) typeError(env, at + " is not a Work returned by an op");
     if (w->owner() != owner) rangeError(env, at + " was issued by a different backend");

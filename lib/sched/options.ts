@@ -19,18 +19,27 @@ export function checkSchedulerOptions(opts: Record<string, unknown>): void {
   if (!Number.isSafeInteger(L) || (L as number) < 1) throw new RangeError(`createScheduler: cost.model.numLayers must be an integer >= 1, got ${show(L)}`);
   const gpu = cost.gpu as Record<string, unknown> | null | undefined;
   if (typeof gpu !== 'object' || gpu === null) throw new TypeError(`createScheduler: cost.gpu must be a GPU spec ${hint}, got ${show(gpu)}`);
+  // Rates of at least 1 byte/s: below that a transfer time overflows to Infinity.
   for (const f of GPU_FIELDS) {
     const v = gpu[f];
-    const ok = typeof v === 'number' && Number.isFinite(v) && (f === 'transferLatency' ? v >= 0 : v > 0);
-    if (!ok) throw new RangeError(`createScheduler: cost.gpu.${f} must be a ${f === 'transferLatency' ? 'finite number >= 0' : 'positive finite number'}, got ${show(v)}`);
+    const min = f === 'transferLatency' ? 0 : 1;
+    if (!(typeof v === 'number' && Number.isFinite(v) && v >= min)) throw new RangeError(`createScheduler: cost.gpu.${f} must be a finite number >= ${min}, got ${show(v)}`);
+  }
+  // The core range-checks these; a non-number would reach its messages as is.
+  for (const f of ['blockSize', 'deviceBlocks', 'hostBlocks', 'maxBatchedTokens', 'maxRunning', 'watermark', 'minPrefillChunk', 'maxLoadsInFlight'] as const) {
+    const v = opts[f];
+    if (v !== undefined && typeof v !== 'number') throw new TypeError(`createScheduler: ${f} must be a number, got ${show(v)}`);
+    // Counts past 2^31 lose integer precision in the core's arithmetic (2^53 + 2 tokens of
+    // budget became a fractional remainder); no deployment needs them.
+    if (f !== 'watermark' && typeof v === 'number' && v > 2 ** 31 - 1) throw new RangeError(`createScheduler: ${f} = ${v} exceeds ${2 ** 31 - 1}`);
   }
   const m = opts.minDeviceLayers;
   if (m !== undefined && !(Number.isSafeInteger(m) && (m as number) >= 0 && (m as number) <= (L as number)))
     throw new RangeError(`createScheduler: minDeviceLayers must be an integer in [0, ${L}] (the model's layers), got ${show(m)}`);
   for (const f of ['hostMemBytes', 'storageBandwidth'] as const) {
     const v = opts[f];
-    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0))
-      throw new RangeError(`createScheduler: ${f} must be a positive finite number, got ${show(v)}`);
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 1))
+      throw new RangeError(`createScheduler: ${f} must be a finite number >= 1, got ${show(v)}`);
   }
   for (const f of ['sloAware', 'check', 'recordBlockChanges'] as const) {
     const v = opts[f];

@@ -96,18 +96,19 @@ export class SimExecutor implements Executor {
   constructor(cost: SimCost, opts: SimExecutorOptions = {}) {
     if (!cost || typeof cost.stepTime !== 'function') throw new TypeError('SimExecutor: cost must be a CostModel');
     const L = cost.model.numLayers;
-    if (!Number.isInteger(L) || L < 1) throw new RangeError(`SimExecutor: cost.model.numLayers must be a positive integer, got ${L}`);
+    if (!Number.isInteger(L) || L < 1) throw new RangeError(`SimExecutor: cost.model.numLayers must be a positive integer, got ${show(L)}`);
     const storageBw = opts.storageBandwidth ?? 10e9;
     const check = (name: string, v: number) => {
-      if (!(v > 0 && Number.isFinite(v))) throw new RangeError(`SimExecutor: ${name} must be a positive finite bytes/s, got ${v}`);
+      // At least 1 byte/s: below that a transfer's time overflows to Infinity.
+      if (!(typeof v === 'number' && v >= 1 && Number.isFinite(v))) throw new RangeError(`SimExecutor: ${name} must be a finite number of bytes/s >= 1, got ${show(v)}`);
     };
     check('gpu.h2dBandwidth', cost.gpu.h2dBandwidth);
     check('gpu.d2hBandwidth', cost.gpu.d2hBandwidth);
     check('storageBandwidth', storageBw);
     const storageLatency = opts.storageLatency ?? 100e-6;
-    if (!(storageLatency >= 0 && Number.isFinite(storageLatency))) throw new RangeError(`SimExecutor: storageLatency must be a finite number of seconds >= 0, got ${storageLatency}`);
+    if (!(typeof storageLatency === 'number' && storageLatency >= 0 && Number.isFinite(storageLatency))) throw new RangeError(`SimExecutor: storageLatency must be a finite number of seconds >= 0, got ${show(storageLatency)}`);
     const lat = cost.gpu.transferLatency;
-    if (!(lat >= 0 && Number.isFinite(lat))) throw new RangeError(`SimExecutor: gpu.transferLatency must be a finite number of seconds >= 0, got ${lat}`);
+    if (!(typeof lat === 'number' && lat >= 0 && Number.isFinite(lat))) throw new RangeError(`SimExecutor: gpu.transferLatency must be a finite number of seconds >= 0, got ${show(lat)}`);
     // A NaN clock never reaches an arrival, and past MAX_TIME step times vanish into it.
     const start = opts.start ?? 0;
     if (typeof start !== 'number' || !(start >= 0 && start <= MAX_TIME)) throw new RangeError(`SimExecutor: start must be a time in [0, ${MAX_TIME_TEXT}] s, got ${show(start)}`);

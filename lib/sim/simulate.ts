@@ -45,6 +45,9 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
   if (opts.executorOptions !== undefined && (typeof opts.executorOptions !== 'object' || opts.executorOptions === null))
     throw new TypeError(`simulate: executorOptions must be an object, got ${show(opts.executorOptions)}`);
   const cost = opts.deployment?.cost ?? opts.cost;
+  const given = opts.executor as Partial<Executor> | undefined;
+  if (given !== undefined && (typeof given !== 'object' || given === null || typeof given.execute !== 'function' || typeof given.idle !== 'function' || typeof given.now !== 'number'))
+    throw new TypeError(`simulate: executor must be an Executor (execute, idle, now), got ${show(given)}`);
   const executor: Executor | undefined = opts.executor ?? (cost ? new SimExecutor(cost, opts.executorOptions) : undefined);
   if (!executor) throw new TypeError('simulate: give executor, deployment or cost');
   const maxSteps = opts.maxSteps ?? 10_000_000;

@@ -35,11 +35,11 @@ test('createScheduler: the cost model and options it would misuse', () => {
   throwsLike(() => createScheduler({ policy: 'baseline', cost: {} as never }), TypeError, /^createScheduler: cost\.stepTime must be a function \(deployment\(model, gpu\)\.cost, or new CostModel\(model, gpu\)\), got undefined$/);
   throwsLike(() => createScheduler({ policy: 'baseline', cost: null as never }), TypeError, /^createScheduler: cost must be a cost model .*, got null$/);
   throwsLike(() => createScheduler({ policy: 'baseline', cost: { ...fakeCost(), model: { numLayers: 0 } } }), RangeError, /^createScheduler: cost\.model\.numLayers must be an integer >= 1, got 0$/);
-  throwsLike(() => createScheduler({ policy: 'baseline', cost: { ...fakeCost(), gpu: { ...fakeCost().gpu, h2dBandwidth: NaN } } }), RangeError, /^createScheduler: cost\.gpu\.h2dBandwidth must be a positive finite number, got NaN$/);
+  throwsLike(() => createScheduler({ policy: 'baseline', cost: { ...fakeCost(), gpu: { ...fakeCost().gpu, h2dBandwidth: NaN } } }), RangeError, /^createScheduler: cost\.gpu\.h2dBandwidth must be a finite number >= 1, got NaN$/);
   for (const m of [-1, NaN, 33, 1.5, 2n])
     throwsLike(() => createScheduler({ policy: 'layerkv', cost: dep.cost, minDeviceLayers: m as number }), RangeError, new RegExp(`^createScheduler: minDeviceLayers must be an integer in \\[0, 32\\] \\(the model's layers\\), got ${String(m)}${typeof m === 'bigint' ? 'n' : ''}$`));
   createScheduler({ policy: 'layerkv', cost: dep.cost, minDeviceLayers: 32 });
-  throwsLike(() => createScheduler({ policy: 'baseline', cost: dep.cost, hostMemBytes: -1 }), RangeError, /^createScheduler: hostMemBytes must be a positive finite number, got -1$/);
+  throwsLike(() => createScheduler({ policy: 'baseline', cost: dep.cost, hostMemBytes: -1 }), RangeError, /^createScheduler: hostMemBytes must be a finite number >= 1, got -1$/);
   throwsLike(() => createScheduler({ policy: Symbol('p') as never, cost: dep.cost }), RangeError, /^createScheduler: policy must be one of .*, got a symbol$/);
 });
 
