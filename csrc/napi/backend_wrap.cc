@@ -229,7 +229,7 @@ Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = t.mem;
     op.offset = size_t(offset) * dtypeSize(t.dtype);
-    op.bytes = std::move(b.data);
+    op.bytes = std::move(b.owned);
     Deps deps = toDeps(info[3], &be, "write: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), Queue::Compute, deps), &be);
@@ -294,7 +294,7 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
-    op.bytes = std::move(b.data);
+    op.bytes = std::move(b.owned);
     Deps deps = toDeps(info[3], &be, "writePool: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), poolQueue(p), deps), &be);

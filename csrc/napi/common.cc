@@ -168,7 +168,8 @@ Bytes toDTypeBytes(const Napi::Value& v, DType dtype, const std::string& name) {
   const size_t n = tv.length * elementBytes(tv.type);
   auto bytes = std::make_shared<HostBytes>(n);
   if (n) std::memcpy(bytes->data(), tv.data, n);
-  return Bytes{std::move(bytes), int64_t(tv.length)};
+  const uint8_t* data = bytes->data();
+  return Bytes{data, n, int64_t(tv.length), std::move(bytes)};
 }
 
 Napi::Value toArrayBuffer(Napi::Env env, std::shared_ptr<HostBytes> bytes) {

@@ -84,8 +84,10 @@ Tier toTier(const Napi::Value& v, const std::string& name);
 // A copy of the typed array that carries `dtype` data: Float32Array for fp32, Uint16Array
 // for fp16/bf16 (their bit patterns), over an ArrayBuffer or a SharedArrayBuffer.
 struct Bytes {
-  std::shared_ptr<HostBytes> data;
+  const uint8_t* data;  // into `owned`: valid as long as it is
+  size_t length;
   int64_t numel;
+  std::shared_ptr<HostBytes> owned;
 };
 Bytes toDTypeBytes(const Napi::Value& v, DType dtype, const std::string& name);
 
