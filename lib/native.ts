@@ -99,6 +99,10 @@ export interface NativeOpsInfo {
   isa?: 'scalar' | 'avx2' | 'avx512' | 'avx512bf16';
   isaForced?: boolean;
   gemm: string;
+  /** A row's GEMM result does not depend on the rows beside it (cpu own kernels: yes; OpenBLAS, cuBLAS: no). */
+  batchInvariant: boolean;
+  /** cpu: the linked OpenBLAS, or null when this binary has none. */
+  openblas?: string | null;
   cublas?: { loaded: boolean; path: string; searched: string[]; error: string };
 }
 
@@ -115,6 +119,7 @@ export interface NativeModelOps {
   fillUniform(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
   loadTensor(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
   info(be: NativeBackend): NativeOpsInfo;
+  fmaPeak(isa?: string, seconds?: number): number;
 }
 
 export interface NativeModelRunner {

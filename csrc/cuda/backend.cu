@@ -721,6 +721,7 @@ OpsInfo CudaBackend::opsInfo() {
   const auto& api = cuda::cublas();
   OpsInfo i;
   i.gemm = api.loaded ? "cublas (" + api.path + ")" : "none: " + api.error;
+  i.batchInvariant = false;  // cuBLAS chooses kernels by shape
   i.blasLoaded = api.loaded;
   i.blasPath = api.path;
   i.blasSearched = api.searched;

@@ -58,6 +58,8 @@ export interface GemmArgs extends Common {
   m: number;
   n: number;
   k: number;
+  /** cpu only, for benchmarks: force kvcake's own kernels or OpenBLAS for this call (default: the backend's path). */
+  impl?: 'auto' | 'own' | 'openblas';
 }
 
 export interface RmsNormArgs extends Common {
@@ -234,5 +236,9 @@ export const ops = {
   /** Which kernel paths this backend's model ops run. */
   info(be: Backend): OpsInfo {
     return m().info(be.handle);
+  },
+  /** Measured FMA peak of the CPU thread pool in GFLOP/s (an FMA-only loop on every thread; blocks for `seconds`). For benchmark ratios. */
+  fmaPeak(isa?: 'avx2' | 'avx512' | 'avx512bf16', seconds = 0.2): number {
+    return m().fmaPeak(isa, seconds);
   },
 };

@@ -31,17 +31,18 @@ async function read(t: Tensor): Promise<Float32Array> {
   return decodeValues(await t.read(), t.dtype);
 }
 
-async function checkGemm(be: Backend, rng: Rng, m: number, n: number, k: number, dtype: DType, bias: boolean, label: string): Promise<void> {
+async function checkGemm(be: Backend, rng: Rng, m: number, n: number, k: number, dtype: DType, bias: boolean, label: string, impl?: 'own' | 'openblas'): Promise<void> {
   const a = randArray(rng, m * k);
   const w = weight(be, rng, n * k, dtype);
   const b = bias ? randArray(rng, n) : undefined;
   const out = be.tensor({ dtype: 'fp32', shape: [m, n] });
   try {
-    await ops.gemm(be, { a, w: w.t, bias: b, out, m, n, k });
+    await ops.gemm(be, { a, w: w.t, bias: b, out, m, n, k, impl });
     const got = await read(out);
     const { out: want, absSum } = refGemm(a, w.values, b, m, n, k);
     for (let i = 0; i < m * n; i++) {
-      const tol = EPS32 * (k / 8 + 4) * absSum[i] + 1e-30;
+      // OpenBLAS sums in its own order: allow the sequential-sum bound of k ulps.
+      const tol = EPS32 * (impl === 'openblas' ? k + 4 : k / 8 + 4) * absSum[i] + 1e-30;
       if (!(Math.abs(got[i] - want[i]) <= tol))
         assert.unreachable(`gemm ${label} m ${m} n ${n} k ${k} ${dtype}${bias ? ' +bias' : ''}: out[${Math.floor(i / n)}][${i % n}] = ${got[i]}, want ${want[i]} (tol ${tol})`);
     }
@@ -262,12 +263,27 @@ for (const isa of ['avx2', 'avx512', 'avx512bf16']) {
   s.run();
 }
 
+const blas = suite('model ops [cpu openblas]');
+blas('gemm through the linked OpenBLAS (m >= 32 and forced small m), fp32/fp16/bf16 weights', async () => {
+  const be = createBackend({ backend: 'cpu' });
+  const info = ops.info(be);
+  if (!info.openblas) return console.log('  (this binary has no OpenBLAS: skipped)');
+  const rng = new Rng(303);
+  for (const [m, n, k] of [[32, 130, 77], [65, 257, 300], [3, 9, 31]] as const)
+    for (const dtype of ['fp32', 'fp16', 'bf16'] as DType[]) await checkGemm(be, rng, m, n, k, dtype, true, 'openblas', 'openblas');
+});
+blas.run();
+
 const bad = suite('model ops: ISA selection errors');
 bad('an unknown or impossible KVCAKE_CPU_ISA is an error at createBackend', () => {
   const prev = process.env.KVCAKE_CPU_ISA;
   try {
     process.env.KVCAKE_CPU_ISA = 'sse9';
     assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === "KVCAKE_CPU_ISA must be one of scalar, avx2, avx512, avx512bf16, got 'sse9'");
+    process.env.KVCAKE_CPU_ISA = '';
+    process.env.KVCAKE_CPU_GEMM = 'mkl';
+    assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === "KVCAKE_CPU_GEMM must be own or openblas, got 'mkl'");
+    delete process.env.KVCAKE_CPU_GEMM;
     process.env.KVCAKE_CPU_ISA = 'scalar';
     assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === 'KVCAKE_CPU_ISA=scalar: this build\'s CPU kernels need avx2 (the x86-64 baseline kvcake is compiled for)');
   } finally {

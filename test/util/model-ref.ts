@@ -132,7 +132,7 @@ export function refForward(m: RefModel, tokens: number[]): Float64Array {
   const G = m.heads / m.kvHeads;
   const inv = refInvFreq(D, m.theta, m.scaling);
   const pos = tokens.map((_, i) => i);
-  let x = new Float64Array(T * H);
+  let x: Float64Array = new Float64Array(T * H);
   for (let t = 0; t < T; t++) for (let i = 0; i < H; i++) x[t * H + i] = m.embed[tokens[t] * H + i];
   for (const L of m.layer) {
     const h = refRmsNorm(x, L.inputNorm, T, H, m.eps);
