@@ -33,16 +33,20 @@ async function read(t: Tensor): Promise<Float32Array> {
 
 async function checkGemm(be: Backend, rng: Rng, m: number, n: number, k: number, dtype: DType, bias: boolean, label: string, impl?: 'own' | 'openblas'): Promise<void> {
   const a = randArray(rng, m * k);
+  // cuBLAS multiplies 16-bit weights by activations rounded to the same dtype: the
+  // reference takes the rounded activations, and cuBLAS may sum in any order (k ulps).
+  const cuda = be.name === 'cuda';
+  const aRef = cuda && dtype !== 'fp32' ? decodeValues(encodeValues(a, dtype), dtype) : a;
   const w = weight(be, rng, n * k, dtype);
   const b = bias ? randArray(rng, n) : undefined;
   const out = be.tensor({ dtype: 'fp32', shape: [m, n] });
   try {
     await ops.gemm(be, { a, w: w.t, bias: b, out, m, n, k, impl });
     const got = await read(out);
-    const { out: want, absSum } = refGemm(a, w.values, b, m, n, k);
+    const { out: want, absSum } = refGemm(aRef, w.values, b, m, n, k);
     for (let i = 0; i < m * n; i++) {
       // OpenBLAS sums in its own order: allow the sequential-sum bound of k ulps.
-      const tol = EPS32 * (impl === 'openblas' ? k + 4 : k / 8 + 4) * absSum[i] + 1e-30;
+      const tol = EPS32 * (impl === 'openblas' || cuda ? k + 4 : k / 8 + 4) * absSum[i] + 1e-30;
       if (!(Math.abs(got[i] - want[i]) <= tol))
         assert.unreachable(`gemm ${label} m ${m} n ${n} k ${k} ${dtype}${bias ? ' +bias' : ''}: out[${Math.floor(i / n)}][${i % n}] = ${got[i]}, want ${want[i]} (tol ${tol})`);
     }
@@ -74,6 +78,7 @@ function defineOps(test: ReturnType<typeof suite>, be: () => Backend, label: str
 
   test(`gemm: a row's result does not depend on the rows beside it (batch invariance) (${label})`, async () => {
     const b = be();
+    if (!ops.info(b).batchInvariant) return console.log(`  (${label}: this GEMM path is not batch invariant; skipped)`);
     const rng = new Rng(55);
     const k = 301, n = 37;
     const w = weight(b, rng, n * k, 'bf16');
@@ -199,7 +204,9 @@ function defineOps(test: ReturnType<typeof suite>, be: () => Backend, label: str
     for (let r = 0; r < sel.length; r++) {
       const xn = refRmsNorm(hid.subarray(sel[r] * H, sel[r] * H + H), norm, 1, H, 1e-6);
       const { out: want } = refGemm(xn, head.values, undefined, 1, V, H);
-      for (let j = 0; j < V; j++) assert.ok(Math.abs(gl[r * V + j] - want[j]) <= 1e-4 * (Math.abs(want[j]) + 0.1), `logits row ${r} id ${j}: ${gl[r * V + j]} vs ${want[j]}`);
+      // CUDA rounds the normed rows to bf16 before the bf16 lm_head (2^-9 relative).
+      const rel = b.name === 'cuda' ? 1e-2 : 1e-4;
+      for (let j = 0; j < V; j++) assert.ok(Math.abs(gl[r * V + j] - want[j]) <= rel * (Math.abs(want[j]) + 0.1), `logits row ${r} id ${j}: ${gl[r * V + j]} vs ${want[j]}`);
     }
     head.t.release();
     lg.release();
