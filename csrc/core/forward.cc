@@ -247,11 +247,21 @@ MemoryPtr ModelRunner::workspace(Backend& be, size_t bytes) {
   return workspace_;
 }
 
+MemoryPtr ModelRunner::logitsBuffer(Backend& be, size_t bytes) {
+  std::lock_guard<std::mutex> lk(m_);
+  // Reused only when no step in flight still holds it (its finish step reads it on another
+  // thread); pinned allocations are slow on CUDA, so a steady decode loop keeps one.
+  if (!hostLogits_ || hostLogits_.use_count() > 1 || hostLogits_->bytes < bytes)
+    hostLogits_ = be.allocate(bytes, Tier::Host, "logits buffer");
+  return hostLogits_;
+}
+
 void ModelRunner::release() {
   std::lock_guard<std::mutex> lk(m_);
   released_ = true;
   weights_ = ModelWeights{};
   workspace_.reset();
+  hostLogits_.reset();
 }
 
 EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, std::vector<EventPtr>* appended,
@@ -262,7 +272,7 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
   const DType kvType = step.pool.layout.dtype;
   const Layout lay = plan(c, T, R, kvType);
   MemoryPtr ws = workspace(be, lay.total);
-  MemoryPtr hostLogits = R > 0 ? be.allocate(size_t(R * c.vocab) * 4, Tier::Host, "logits buffer") : nullptr;
+  MemoryPtr hostLogits = R > 0 ? logitsBuffer(be, size_t(R * c.vocab) * 4) : nullptr;
 
   struct State {
     ForwardStep step;
