@@ -132,6 +132,31 @@ forEachBackend('loadTensor', (test, be) => {
     t2.release();
   });
 
+  test('a fused qkv weight from three tensors of one file, each at its row offset', async () => {
+    const b = be();
+    const rng = new Rng(41);
+    const hidden = 40, rows = [24, 8, 8];
+    const parts = rows.map((r) => encodeValues(Float32Array.from({ length: r * hidden }, () => rng.sym(1)), 'bf16') as Uint16Array);
+    const file = path.join(dir, 'model.safetensors-like');
+    const header = Buffer.alloc(88, 32);
+    writeFileSync(file, Buffer.concat([header, ...parts.map((p) => Buffer.from(p.buffer))]));
+    for (const dtype of ['bf16', 'fp32'] as const) {
+      const qkv = b.tensor({ dtype, shape: [40 * hidden] });
+      let fileOffset = 88, row = 0;
+      const loads = parts.map((p, i) => {
+        const w = ops.loadTensor(b, { tensor: qkv, path: file, fileOffset, numel: p.length, srcDtype: 'bf16', dstOffset: row * hidden });
+        fileOffset += p.length * 2;
+        row += rows[i];
+        return w;
+      });
+      await Promise.all(loads);
+      const got = decodeValues(await qkv.read(), dtype);
+      const want = decodeValues(Uint16Array.from(parts.flatMap((p) => Array.from(p))), 'bf16');
+      assert.equal(Array.from(got), Array.from(want), `fused qkv as ${dtype}`);
+      qkv.release();
+    }
+  });
+
   test('truncated, missing and mismatched loads are clear errors', async () => {
     const b = be();
     const file = path.join(dir, 'short.bin');
