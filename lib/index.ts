@@ -10,6 +10,6 @@ export type { StepPlan, StepResult, Executor, Scheduler, SeqEvent, Transfer, Com
 export type { Request, PrefixInfo } from './workload/request.js';
 // The model's native ops and the forward runner (docs/model-native-api.md).
 export { ops } from './backend/ops.js';
-export type { OpsInfo, RopeScaling, SamplingParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
+export type { OpsInfo, CublasInfo, RopeScaling, SamplingParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
 export { ModelRunner, createModelRunner } from './backend/model.js';
 export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardResult, ForwardWork } from './backend/model.js';

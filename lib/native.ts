@@ -103,7 +103,7 @@ export interface NativeOpsInfo {
   batchInvariant: boolean;
   /** cpu: the linked OpenBLAS, or null when this binary has none. */
   openblas?: string | null;
-  cublas?: { loaded: boolean; path: string; searched: string[]; error: string };
+  cublas?: CublasInfo;
 }
 
 /** Argument objects are documented in docs/model-native-api.md; tensors are NativeTensors here. */
@@ -120,6 +120,15 @@ export interface NativeModelOps {
   loadTensor(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
   info(be: NativeBackend): NativeOpsInfo;
   fmaPeak(isa?: string, seconds?: number): number;
+  cublasInfo(): CublasInfo;
+}
+
+export interface CublasInfo {
+  loaded: boolean;
+  path: string;
+  /** Every library tried, each with why it did not load. */
+  searched: string[];
+  error: string;
 }
 
 export interface NativeModelRunner {

@@ -93,5 +93,8 @@ std::unique_ptr<Backend> createCudaBackend(int deviceIndex);
 // usable right now (sets *why when not).
 bool cudaCompiledIn();
 bool cudaUsable(std::string* why);
+// Whether cuBLAS can be loaded (searched once per process, with or without a GPU), where it
+// was found and every place tried; without the CUDA backend, an error saying so.
+OpsInfo cublasStatus();
 
 }  // namespace kvcake

@@ -733,6 +733,16 @@ OpsInfo CudaBackend::opsInfo() {
 
 bool cudaCompiledIn() { return true; }
 
+OpsInfo cublasStatus() {
+  const auto& api = cuda::cublas();
+  OpsInfo i;
+  i.blasLoaded = api.loaded;
+  i.blasPath = api.path;
+  i.blasSearched = api.searched;
+  i.blasError = api.error;
+  return i;
+}
+
 bool cudaUsable(std::string* why) {
   int n = 0;
   const cudaError_t err = cudaGetDeviceCount(&n);

@@ -217,6 +217,8 @@ Napi::Value LoadTensor(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Object blasObject(Napi::Env env, const OpsInfo& i);
+
 Napi::Value OpsInfoFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -231,18 +233,26 @@ Napi::Value OpsInfoFn(const Napi::CallbackInfo& info) {
     o.Set("gemm", i.gemm);
     o.Set("batchInvariant", i.batchInvariant);
     if (std::string(be->name()) == "cpu") o.Set("openblas", i.blasLoaded ? Napi::Value(Napi::String::New(env, i.blasPath)) : env.Null());
-    if (std::string(be->name()) == "cuda") {
-      Napi::Object b = Napi::Object::New(env);
-      b.Set("loaded", i.blasLoaded);
-      b.Set("path", i.blasPath);
-      auto arr = Napi::Array::New(env, i.blasSearched.size());
-      for (size_t k = 0; k < i.blasSearched.size(); ++k) arr.Set(uint32_t(k), i.blasSearched[k]);
-      b.Set("searched", arr);
-      b.Set("error", i.blasError);
-      o.Set("cublas", b);
-    }
+    if (std::string(be->name()) == "cuda") o.Set("cublas", blasObject(env, i));
     return o;
   });
+}
+
+Napi::Object blasObject(Napi::Env env, const OpsInfo& i) {
+  Napi::Object b = Napi::Object::New(env);
+  b.Set("loaded", i.blasLoaded);
+  b.Set("path", i.blasPath);
+  auto arr = Napi::Array::New(env, i.blasSearched.size());
+  for (size_t k = 0; k < i.blasSearched.size(); ++k) arr.Set(uint32_t(k), i.blasSearched[k]);
+  b.Set("searched", arr);
+  b.Set("error", i.blasError);
+  return b;
+}
+
+// cublasInfo() -> { loaded, path, searched, error }: no backend or GPU needed.
+Napi::Value CublasInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value { return blasObject(env, cublasStatus()); });
 }
 
 // fmaPeak(isa?, seconds?) -> GFLOP/s of the CPU thread pool (benchmarks' peak reference).
@@ -336,6 +346,7 @@ void registerModelOps(Napi::Env env, Napi::Object exports) {
   ops.Set("loadTensor", Napi::Function::New(env, LoadTensor, "loadTensor"));
   ops.Set("info", Napi::Function::New(env, OpsInfoFn, "opsInfo"));
   ops.Set("fmaPeak", Napi::Function::New(env, FmaPeak, "fmaPeak"));
+  ops.Set("cublasInfo", Napi::Function::New(env, CublasInfo, "cublasInfo"));
   exports.Set("modelOps", ops);
   exports.Set("ModelRunner", ModelRunnerWrap::Init(env));
 }
