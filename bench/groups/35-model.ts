@@ -96,7 +96,7 @@ export const group: BenchGroup = {
       const flops = 2 * m * n * k;
       const runs: (() => Work)[] = [() => ops.gemm(be, { a, w, out, m, n, k, impl: cpu ? 'own' : undefined })];
       if (cpu && info.openblas) runs.push(() => ops.gemm(be, { a, w, out, m, n, k, impl: 'openblas' }));
-      const t = await alternate(runs);
+      const t = await alternate(runs, 3);
       const own = flops / t[0] / 1e9;
       const blas = t.length > 1 ? flops / t[1] / 1e9 : undefined;
       if (blas !== undefined) worstVsBlas = Math.min(worstVsBlas, own / blas);
