@@ -227,6 +227,14 @@ function defineOps(test: ReturnType<typeof suite>, be: () => Backend, label: str
         mean += v / v1.length;
       }
       assert.ok(Math.abs(mean - -0.125) < 0.01, `${dtype} mean ${mean}`);
+      if (b.name !== 'cpu') {
+        // The same bits as the CPU backend (dummy weights must not depend on the device).
+        const c = createBackend({ backend: 'cpu' });
+        const t3 = c.tensor({ dtype, shape: [10001] });
+        await ops.fillUniform(c, { tensor: t3, low: -0.5, high: 0.25, seed: 42 });
+        assert.equal(Array.from(await t1.read()), Array.from(await t3.read()), `${dtype} fill differs from the cpu backend`);
+        t3.release();
+      }
       await ops.fillUniform(b, { tensor: t2, low: -0.5, high: 0.25, seed: 43 });
       assert.not.equal(Array.from(await t1.read()), Array.from(await t2.read()));
       t1.release();
