@@ -299,9 +299,15 @@ bad('an unknown or impossible KVCAKE_CPU_ISA is an error at createBackend', () =
     process.env.KVCAKE_CPU_GEMM = 'mkl';
     assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === "KVCAKE_CPU_GEMM must be own or openblas, got 'mkl'");
     delete process.env.KVCAKE_CPU_GEMM;
+    if (!ops.info(createBackend({ backend: 'cpu' })).openblas) {
+      process.env.KVCAKE_CPU_GEMM = 'openblas';
+      assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === 'KVCAKE_CPU_GEMM=openblas: this kvcake binary was built without OpenBLAS (install libopenblas-serial-dev and rebuild)');
+    }
+    delete process.env.KVCAKE_CPU_GEMM;
     process.env.KVCAKE_CPU_ISA = 'scalar';
     assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === 'KVCAKE_CPU_ISA=scalar: this build\'s CPU kernels need avx2 (the x86-64 baseline kvcake is compiled for)');
   } finally {
+    delete process.env.KVCAKE_CPU_GEMM;
     if (prev === undefined) delete process.env.KVCAKE_CPU_ISA;
     else process.env.KVCAKE_CPU_ISA = prev;
   }
