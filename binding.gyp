@@ -2,6 +2,11 @@
   # The CPU-only addon that `npm install` builds (node-gyp-build) and `npm run build:native`
   # rebuilds. Sources are every csrc/**/*.cc except csrc/cuda/ (the CUDA backend, built only
   # by CMakeLists.txt through `npm run build:cuda`); csrc/core/no_cuda.cc stands in for it.
+  # OpenBLAS (static, serial) is linked in when scripts/find-openblas.mjs finds it, as the
+  # optional KVCAKE_CPU_GEMM=openblas path; without it the addon has its own kernels only.
+  "variables": {
+    "openblas": "<!(node scripts/find-openblas.mjs)"
+  },
   "targets": [
     {
       "target_name": "kvcake",
@@ -23,6 +28,10 @@
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
       "ldflags": ["-pthread"],
       "conditions": [
+        ["openblas!=''", {
+          "defines": ["KVCAKE_WITH_OPENBLAS=1"],
+          "libraries": ["<(openblas)", "-Wl,--exclude-libs,ALL"]
+        }],
         ["target_arch=='x64'", {
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"] },

@@ -22,7 +22,7 @@ export { runSteps, ListArrivals, type Arrivals, type StepLoopOptions, type StepL
 export type { CostModel, CostItem, ChannelSpec } from './cost/index.js';
 // The model's native ops and the forward runner (docs/model-native-api.md).
 export { ops } from './backend/ops.js';
-export type { OpsInfo, RopeScaling, SamplingParams as SampleBatchParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
+export type { OpsInfo, CublasInfo, RopeScaling, SamplingParams as SampleBatchParams, SampleResult, GemmArgs, RmsNormArgs, RopeArgs, SiluMulArgs, EmbedArgs, AddArgs, LogitsArgs, SampleArgs, FillUniformArgs, LoadTensorArgs } from './backend/ops.js';
 export { ModelRunner, createModelRunner } from './backend/model.js';
 export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardResult, ForwardWork } from './backend/model.js';
 // Models: config.json, safetensors, tokenizer, loadModel (lib/model).

@@ -99,7 +99,11 @@ export interface NativeOpsInfo {
   isa?: 'scalar' | 'avx2' | 'avx512' | 'avx512bf16';
   isaForced?: boolean;
   gemm: string;
-  cublas?: { loaded: boolean; path: string; searched: string[]; error: string };
+  /** A row's GEMM result does not depend on the rows beside it (cpu own kernels: yes; OpenBLAS, cuBLAS: no). */
+  batchInvariant: boolean;
+  /** cpu: the linked OpenBLAS, or null when this binary has none. */
+  openblas?: string | null;
+  cublas?: CublasInfo;
 }
 
 /** Argument objects are documented in docs/model-native-api.md; tensors are NativeTensors here. */
@@ -115,6 +119,16 @@ export interface NativeModelOps {
   fillUniform(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
   loadTensor(be: NativeBackend, a: object, waitFor?: NativeEvent[]): NativeEvent;
   info(be: NativeBackend): NativeOpsInfo;
+  fmaPeak(isa?: string, seconds?: number): number;
+  cublasInfo(): CublasInfo;
+}
+
+export interface CublasInfo {
+  loaded: boolean;
+  path: string;
+  /** Every library tried, each with why it did not load. */
+  searched: string[];
+  error: string;
 }
 
 export interface NativeModelRunner {

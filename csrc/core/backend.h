@@ -36,7 +36,8 @@ struct OpsInfo {
   std::string isa;         // cpu: the ISA level the model kernels run
   bool isaForced = false;  // cpu: set by KVCAKE_CPU_ISA
   std::string gemm;        // the GEMM path in words
-  bool blasLoaded = false; // cuda: cuBLAS found and loaded
+  bool batchInvariant = true;  // a row's GEMM result is independent of the rows beside it
+  bool blasLoaded = false; // cuda: cuBLAS loaded; cpu: OpenBLAS linked in
   std::string blasPath;
   std::vector<std::string> blasSearched;
   std::string blasError;
@@ -99,5 +100,8 @@ std::unique_ptr<Backend> createCudaBackend(int deviceIndex);
 // usable right now (sets *why when not).
 bool cudaCompiledIn();
 bool cudaUsable(std::string* why);
+// Whether cuBLAS can be loaded (searched once per process, with or without a GPU), where it
+// was found and every place tried; without the CUDA backend, an error saying so.
+OpsInfo cublasStatus();
 
 }  // namespace kvcake

@@ -78,6 +78,8 @@ struct AttnPlan {
   std::vector<int32_t> dCtx, dTables;  // [Bd], [L][Bd][stride]
   std::vector<int32_t> pCtx, pTables, pStart;  // [Bp], [L][Bp][stride], [Bp + 1]
   int32_t bd = 0, bp = 0;
+  // Every item is of one kind: that kernel reads the step's own tables and lengths.
+  bool allDecode = false, allPrefill = false;
 };
 
 AttnPlan planAttention(const ForwardStep& s, int32_t L) {
@@ -110,8 +112,10 @@ AttnPlan planAttention(const ForwardStep& s, int32_t L) {
                     &s.blockTables[(size_t(l) * B + size_t(items[i])) * S], size_t(S) * 4);
     for (int32_t b : items) ctx.push_back(s.contextLens[b]);
   };
-  tables(dItems, p.dTables, p.dCtx);
-  tables(pItems, p.pTables, p.pCtx);
+  p.allDecode = p.bd == B;
+  p.allPrefill = p.bp == B;
+  if (!p.allDecode) tables(dItems, p.dTables, p.dCtx);
+  if (!p.allPrefill) tables(pItems, p.pTables, p.pCtx);
   return p;
 }
 
@@ -268,11 +272,21 @@ MemoryPtr ModelRunner::workspace(Backend& be, size_t bytes) {
   return workspace_;
 }
 
+MemoryPtr ModelRunner::logitsBuffer(Backend& be, size_t bytes) {
+  std::lock_guard<std::mutex> lk(m_);
+  // Reused only when no step in flight still holds it (its finish step reads it on another
+  // thread); pinned allocations are slow on CUDA, so a steady decode loop keeps one.
+  if (!hostLogits_ || hostLogits_.use_count() > 1 || hostLogits_->bytes < bytes)
+    hostLogits_ = be.allocate(bytes, Tier::Host, "logits buffer");
+  return hostLogits_;
+}
+
 void ModelRunner::release() {
   std::lock_guard<std::mutex> lk(m_);
   released_ = true;
   weights_ = ModelWeights{};
   workspace_.reset();
+  hostLogits_.reset();
 }
 
 namespace {
@@ -311,7 +325,7 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
   const DType kvType = step.pool.layout.dtype;
   const Layout lay = plan(c, T, R, kvType);
   MemoryPtr ws = workspace(be, lay.total);
-  MemoryPtr hostLogits = R > 0 ? be.allocate(size_t(R * c.vocab) * 4, Tier::Host, "logits buffer") : nullptr;
+  MemoryPtr hostLogits = R > 0 ? logitsBuffer(be, size_t(R * c.vocab) * 4) : nullptr;
 
   struct State {
     ForwardStep step;
@@ -338,6 +352,7 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
   op.uploadBytes = stagingBytes(size_t(T) * 4) * 2 + stagingBytes(size_t(L * T) * 4) +
                    stagingBytes(a.perm.size() * 4) + stagingBytes(a.dTables.size() * 4) +
                    stagingBytes(a.pTables.size() * 4) + stagingBytes(a.dCtx.size() * 4) +
+                   stagingBytes(st->step.blockTables.size() * 4) + stagingBytes(st->step.contextLens.size() * 4) +
                    stagingBytes(a.pCtx.size() * 4) + stagingBytes(a.pStart.size() * 4) +
                    stagingBytes(size_t(R) * 4) + stagingBytes(st->invFreq.size() * 8);
   auto copies = std::make_shared<StepCopies>();
@@ -407,11 +422,18 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
     const int32_t* dPositions = up(s.positions);
     const int32_t* dSlots = up(s.slotMapping);
     const int32_t* dPerm = a.identity ? nullptr : up(a.perm);
-    const int32_t* dDTables = up(a.dTables);
-    const int32_t* dPTables = up(a.pTables);
-    const int32_t* dDCtx = up(a.dCtx);
-    const int32_t* dPCtx = up(a.pCtx);
+    const bool whole = a.allDecode || a.allPrefill;
+    const int32_t* dTables = whole ? up(s.blockTables) : nullptr;
+    const int32_t* dCtx = whole ? up(s.contextLens) : nullptr;
+    const int32_t* dDTables = a.allDecode ? dTables : up(a.dTables);
+    const int32_t* dPTables = a.allPrefill ? dTables : up(a.pTables);
+    const int32_t* dDCtx = a.allDecode ? dCtx : up(a.dCtx);
+    const int32_t* dPCtx = a.allPrefill ? dCtx : up(a.pCtx);
     const int32_t* dPStart = up(a.pStart);
+    const int32_t* hDTables = a.allDecode ? s.blockTables.data() : a.dTables.data();
+    const int32_t* hPTables = a.allPrefill ? s.blockTables.data() : a.pTables.data();
+    const int32_t* hDCtx = a.allDecode ? s.contextLens.data() : a.dCtx.data();
+    const int32_t* hPCtx = a.allPrefill ? s.contextLens.data() : a.pCtx.data();
     const int32_t* dRows = up(s.logitsRows);
     const double* dInv = static_cast<const double*>(k.upload(st->invFreq.data(), st->invFreq.size() * 8));
     void* pool = k.ptr(s.pool.mem);
@@ -512,9 +534,9 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
         at.q = base + lay.qA;
         at.out = base + lay.oA;
         const size_t toff = size_t(l) * size_t(a.bd) * size_t(s.tableStride);
-        at.hostTables = a.dTables.data() + toff;
+        at.hostTables = hDTables + toff;
         at.tables = dDTables + toff;
-        at.hostContextLens = a.dCtx.data();
+        at.hostContextLens = hDCtx;
         at.contextLens = dDCtx;
         at.batch = a.bd;
         k.decode(at);
@@ -523,9 +545,9 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
         at.q = base + lay.qA + size_t(a.decodeRows) * size_t(Q) * kvb;
         at.out = base + lay.oA + size_t(a.decodeRows) * size_t(Q) * kvb;
         const size_t toff = size_t(l) * size_t(a.bp) * size_t(s.tableStride);
-        at.hostTables = a.pTables.data() + toff;
+        at.hostTables = hPTables + toff;
         at.tables = dPTables + toff;
-        at.hostContextLens = a.pCtx.data();
+        at.hostContextLens = hPCtx;
         at.contextLens = dPCtx;
         at.hostQStartLoc = a.pStart.data();
         at.qStartLoc = dPStart;

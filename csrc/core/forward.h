@@ -84,12 +84,13 @@ class ModelRunner {
 
  private:
   MemoryPtr workspace(Backend& be, size_t bytes);
+  MemoryPtr logitsBuffer(Backend& be, size_t bytes);
 
   ModelConfig config_;
   ModelWeights weights_;
   std::vector<double> invFreq_;
   std::mutex m_;
-  MemoryPtr workspace_;
+  MemoryPtr workspace_, hostLogits_;
   bool released_ = false;
 };
 

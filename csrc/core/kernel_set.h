@@ -25,6 +25,9 @@ struct GemmArgs {
   float* out = nullptr;
   int64_t ldo = 0;  // elements between rows of out (>= n)
   int64_t m = 0, n = 0, k = 0;
+  // 0 = the backend's default path; CPU only: 1 = own kernels, 2 = OpenBLAS (benchmarks
+  // compare paths in one run).
+  int32_t impl = 0;
 };
 
 // Without residual: out = x / rms(x) * weight. With residual: residual += x, then

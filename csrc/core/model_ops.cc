@@ -39,6 +39,7 @@ EventPtr issueGemm(Backend& be, GemmOp op, const Deps& deps) {
     g.m = o.m;
     g.n = o.n;
     g.k = o.k;
+    g.impl = o.impl;
     k.gemm(g);
   });
 }

@@ -16,6 +16,7 @@ namespace kvcake {
 struct GemmOp {
   Tensor a, w, bias, out;  // bias.mem null = none
   int64_t m = 0, n = 0, k = 0;
+  int32_t impl = 0;  // GemmArgs::impl
 };
 struct RmsNormOp {
   Tensor x, weight, out, residual;  // residual.mem null = no fused add

@@ -14,6 +14,12 @@ std::unique_ptr<Backend> createCudaBackend(int) { throw Error(kWhy); }
 
 bool cudaCompiledIn() { return false; }
 
+OpsInfo cublasStatus() {
+  OpsInfo i;
+  i.blasError = kWhy;
+  return i;
+}
+
 bool cudaUsable(std::string* why) {
   if (why) *why = kWhy;
   return false;

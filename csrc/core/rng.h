@@ -25,8 +25,13 @@ KVCAKE_HD inline double uniform01(uint64_t seed, uint64_t counter) {
   return double(randomBits(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// No fused multiply-add (nvcc contracts by default): host and device round alike.
 KVCAKE_HD inline double uniformAt(uint64_t seed, uint64_t i, double low, double high) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(low, __dmul_rn(high - low, uniform01(seed, i)));
+#else
   return low + (high - low) * uniform01(seed, i);
+#endif
 }
 
 }  // namespace kvcake

@@ -19,6 +19,7 @@
 #include "core/file_load.h"
 #include "core/kernel_set.h"
 #include "cpu/kernels.h"
+#include "cpu/gemm_blas.h"
 #include "cpu/model_kernels.h"
 
 namespace kvcake {
@@ -204,6 +205,7 @@ class CpuBackend final : public Backend {
         d2h_("d2h") {
     acct_->deviceCapacity = deviceCapacity;
     isa_ = cpu::modelIsa(&isaForced_);
+    gemmPath_ = cpu::modelGemmPath();
   }
   // Queues are destroyed (drained and joined) before acct_ and the rest.
   ~CpuBackend() override = default;
@@ -313,8 +315,9 @@ class CpuBackend final : public Backend {
   EventPtr compute(ComputeOp op, const Deps& deps) override {
     auto o = std::make_shared<ComputeOp>(std::move(op));
     const cpu::Isa isa = isa_;
-    return compute_.push(o->what, {}, [o, isa, deps] {
-      auto k = cpu::createCpuKernelSet(isa);
+    const cpu::GemmPath path = gemmPath_;
+    return compute_.push(o->what, {}, [o, isa, path, deps] {
+      auto k = cpu::createCpuKernelSet(isa, path);
       try {
         k->wait(deps);
         o->body(*k);
@@ -338,7 +341,11 @@ class CpuBackend final : public Backend {
     OpsInfo i;
     i.isa = cpu::isaName(isa_);
     i.isaForced = isaForced_;
-    i.gemm = std::string("own ") + (isa_ >= cpu::Isa::Avx512 ? "avx512 (dot-16)" : "avx2 (dot-8)");
+    const std::string own = std::string("own ") + (isa_ >= cpu::Isa::Avx512 ? "avx512 (dot-16)" : "avx2 (dot-8)");
+    i.gemm = gemmPath_ == cpu::GemmPath::Openblas ? cpu::openblasName() + " for m >= 32, else " + own : own;
+    i.batchInvariant = gemmPath_ == cpu::GemmPath::Own;
+    i.blasLoaded = cpu::openblasLinked();
+    i.blasPath = cpu::openblasName();
     return i;
   }
 
@@ -361,6 +368,7 @@ class CpuBackend final : public Backend {
   std::string deviceName_;
   cpu::Isa isa_ = cpu::Isa::Avx2;
   bool isaForced_ = false;
+  cpu::GemmPath gemmPath_ = cpu::GemmPath::Own;
   WorkQueue compute_, h2d_, d2h_;
 };
 

@@ -31,4 +31,8 @@ struct GemmTask {
 void gemmBlockAvx2(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void gemmBlockAvx512(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
+// FMA-only loops for the benchmark's peak reference; return the FLOPs they did.
+double fmaLoopAvx2(int64_t iters);
+double fmaLoopAvx512(int64_t iters);
+
 }  // namespace kvcake::cpu

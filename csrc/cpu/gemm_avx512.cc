@@ -134,3 +134,116 @@ void gemmBlockAvx512(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int6
 }
 
 }  // namespace kvcake::cpu
+
+namespace kvcake::cpu {
+
+// The FMA peak reference for benchmarks: 24 independent chains of 512-bit FMAs (enough to
+// cover the latency on every current core), no memory traffic. Returns the FLOPs done.
+double fmaLoopAvx512(int64_t iters) {
+  __m512 c0 = _mm512_set1_ps(float(0) * 1e-3f);
+  __m512 c1 = _mm512_set1_ps(float(1) * 1e-3f);
+  __m512 c2 = _mm512_set1_ps(float(2) * 1e-3f);
+  __m512 c3 = _mm512_set1_ps(float(3) * 1e-3f);
+  __m512 c4 = _mm512_set1_ps(float(4) * 1e-3f);
+  __m512 c5 = _mm512_set1_ps(float(5) * 1e-3f);
+  __m512 c6 = _mm512_set1_ps(float(6) * 1e-3f);
+  __m512 c7 = _mm512_set1_ps(float(7) * 1e-3f);
+  __m512 c8 = _mm512_set1_ps(float(8) * 1e-3f);
+  __m512 c9 = _mm512_set1_ps(float(9) * 1e-3f);
+  __m512 c10 = _mm512_set1_ps(float(10) * 1e-3f);
+  __m512 c11 = _mm512_set1_ps(float(11) * 1e-3f);
+  __m512 c12 = _mm512_set1_ps(float(12) * 1e-3f);
+  __m512 c13 = _mm512_set1_ps(float(13) * 1e-3f);
+  __m512 c14 = _mm512_set1_ps(float(14) * 1e-3f);
+  __m512 c15 = _mm512_set1_ps(float(15) * 1e-3f);
+  __m512 c16 = _mm512_set1_ps(float(16) * 1e-3f);
+  __m512 c17 = _mm512_set1_ps(float(17) * 1e-3f);
+  __m512 c18 = _mm512_set1_ps(float(18) * 1e-3f);
+  __m512 c19 = _mm512_set1_ps(float(19) * 1e-3f);
+  __m512 c20 = _mm512_set1_ps(float(20) * 1e-3f);
+  __m512 c21 = _mm512_set1_ps(float(21) * 1e-3f);
+  __m512 c22 = _mm512_set1_ps(float(22) * 1e-3f);
+  __m512 c23 = _mm512_set1_ps(float(23) * 1e-3f);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  // Named registers, and an empty asm per chain so the compiler keeps each in a register
+  // rather than swapping the loops and running the chains through memory.
+  for (int64_t it = 0; it < iters; ++it) {
+    c0 = _mm512_fmadd_ps(c0, x, y);
+    c1 = _mm512_fmadd_ps(c1, x, y);
+    c2 = _mm512_fmadd_ps(c2, x, y);
+    c3 = _mm512_fmadd_ps(c3, x, y);
+    c4 = _mm512_fmadd_ps(c4, x, y);
+    c5 = _mm512_fmadd_ps(c5, x, y);
+    c6 = _mm512_fmadd_ps(c6, x, y);
+    c7 = _mm512_fmadd_ps(c7, x, y);
+    c8 = _mm512_fmadd_ps(c8, x, y);
+    c9 = _mm512_fmadd_ps(c9, x, y);
+    c10 = _mm512_fmadd_ps(c10, x, y);
+    c11 = _mm512_fmadd_ps(c11, x, y);
+    c12 = _mm512_fmadd_ps(c12, x, y);
+    c13 = _mm512_fmadd_ps(c13, x, y);
+    c14 = _mm512_fmadd_ps(c14, x, y);
+    c15 = _mm512_fmadd_ps(c15, x, y);
+    c16 = _mm512_fmadd_ps(c16, x, y);
+    c17 = _mm512_fmadd_ps(c17, x, y);
+    c18 = _mm512_fmadd_ps(c18, x, y);
+    c19 = _mm512_fmadd_ps(c19, x, y);
+    c20 = _mm512_fmadd_ps(c20, x, y);
+    c21 = _mm512_fmadd_ps(c21, x, y);
+    c22 = _mm512_fmadd_ps(c22, x, y);
+    c23 = _mm512_fmadd_ps(c23, x, y);
+    __asm__ volatile("" : "+v"(c0));
+    __asm__ volatile("" : "+v"(c1));
+    __asm__ volatile("" : "+v"(c2));
+    __asm__ volatile("" : "+v"(c3));
+    __asm__ volatile("" : "+v"(c4));
+    __asm__ volatile("" : "+v"(c5));
+    __asm__ volatile("" : "+v"(c6));
+    __asm__ volatile("" : "+v"(c7));
+    __asm__ volatile("" : "+v"(c8));
+    __asm__ volatile("" : "+v"(c9));
+    __asm__ volatile("" : "+v"(c10));
+    __asm__ volatile("" : "+v"(c11));
+    __asm__ volatile("" : "+v"(c12));
+    __asm__ volatile("" : "+v"(c13));
+    __asm__ volatile("" : "+v"(c14));
+    __asm__ volatile("" : "+v"(c15));
+    __asm__ volatile("" : "+v"(c16));
+    __asm__ volatile("" : "+v"(c17));
+    __asm__ volatile("" : "+v"(c18));
+    __asm__ volatile("" : "+v"(c19));
+    __asm__ volatile("" : "+v"(c20));
+    __asm__ volatile("" : "+v"(c21));
+    __asm__ volatile("" : "+v"(c22));
+    __asm__ volatile("" : "+v"(c23));
+  }
+  __m512 s = c0;
+  s = _mm512_add_ps(s, c1);
+  s = _mm512_add_ps(s, c2);
+  s = _mm512_add_ps(s, c3);
+  s = _mm512_add_ps(s, c4);
+  s = _mm512_add_ps(s, c5);
+  s = _mm512_add_ps(s, c6);
+  s = _mm512_add_ps(s, c7);
+  s = _mm512_add_ps(s, c8);
+  s = _mm512_add_ps(s, c9);
+  s = _mm512_add_ps(s, c10);
+  s = _mm512_add_ps(s, c11);
+  s = _mm512_add_ps(s, c12);
+  s = _mm512_add_ps(s, c13);
+  s = _mm512_add_ps(s, c14);
+  s = _mm512_add_ps(s, c15);
+  s = _mm512_add_ps(s, c16);
+  s = _mm512_add_ps(s, c17);
+  s = _mm512_add_ps(s, c18);
+  s = _mm512_add_ps(s, c19);
+  s = _mm512_add_ps(s, c20);
+  s = _mm512_add_ps(s, c21);
+  s = _mm512_add_ps(s, c22);
+  s = _mm512_add_ps(s, c23);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return double(iters) * 24 * 16 * 2;
+}
+
+}  // namespace kvcake::cpu

@@ -1,6 +1,7 @@
 #include "cpu/model_kernels.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "core/rng.h"
 #include "cpu/dtype_cvt.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_blas.h"
 #include "cpu/kernels.h"
 #include "cpu/simd.h"
 
@@ -94,7 +96,7 @@ std::string waitOne(const EventPtr& e) {
 
 class CpuKernelSet final : public KernelSet {
  public:
-  explicit CpuKernelSet(Isa isa) : isa_(isa) {}
+  CpuKernelSet(Isa isa, GemmPath path) : isa_(isa), path_(path) {}
 
   void* ptr(const MemoryPtr& m) override { return m ? m->data : nullptr; }
   const void* upload(const void* host, size_t) override { return host; }
@@ -106,7 +108,7 @@ class CpuKernelSet final : public KernelSet {
     if (host != src && bytes) std::memcpy(host, src, bytes);
   }
 
-  void gemm(const GemmArgs& a) override { cpu::gemm(a, isa_); }
+  void gemm(const GemmArgs& a) override { cpu::gemm(a, isa_, path_); }
 
   void rmsnorm(const RmsNormArgs& a) override {
     parallelRange(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.dim)), [&](int64_t r0, int64_t r1) {
@@ -257,6 +259,7 @@ class CpuKernelSet final : public KernelSet {
 
  private:
   Isa isa_;
+  GemmPath path_;
   std::vector<std::unique_ptr<float[]>> scratch_;
 };
 
@@ -279,19 +282,34 @@ Isa modelIsa(bool* forced) {
   return want;
 }
 
-std::unique_ptr<KernelSet> createCpuKernelSet(Isa isa) { return std::make_unique<CpuKernelSet>(isa); }
+GemmPath modelGemmPath() {
+  const char* s = std::getenv("KVCAKE_CPU_GEMM");
+  if (!s || !*s || std::strcmp(s, "own") == 0) return GemmPath::Own;
+  if (std::strcmp(s, "openblas") == 0) {
+    if (!openblasLinked())
+      throw Error("KVCAKE_CPU_GEMM=openblas: this kvcake binary was built without OpenBLAS (install "
+                  "libopenblas-serial-dev and rebuild)");
+    return GemmPath::Openblas;
+  }
+  throw Error(std::string("KVCAKE_CPU_GEMM must be own or openblas, got '") + s + "'");
+}
 
-void gemm(const GemmArgs& g, Isa isa) {
+std::unique_ptr<KernelSet> createCpuKernelSet(Isa isa, GemmPath path) {
+  return std::make_unique<CpuKernelSet>(isa, path);
+}
+
+void gemm(const GemmArgs& g, Isa isa, GemmPath path) {
   if (g.m <= 0 || g.n <= 0) return;
+  if (g.impl == 2 || (g.impl == 0 && path == GemmPath::Openblas && g.m >= 32)) return gemmOpenblas(g, pool());
   auto* fn = isa >= Isa::Avx512 ? gemmBlockAvx512 : gemmBlockAvx2;
   const GemmTask t{g.a, g.lda, g.w, int32_t(g.wType), g.bias, g.out, g.ldo, g.k};
   const int64_t threads = pool().size();
   // Small m (decode): split the weight rows only, into enough chunks to balance the
   // threads; each chunk streams its rows of w once for all m rows of a.
-  // Larger m: 32 x 64 output blocks; a block's 64 rows of w are reused by 32 rows of a
-  // from L2, and a 4-row tile of w by each 4-row tile of a from L1.
-  const int64_t mc = g.m <= 8 ? g.m : 32;
-  int64_t nc = 64;
+  // Larger m: 128 x 16 output blocks: a 4-row tile of w stays in L1 while up to 128 rows
+  // of a pass by (measured best among 8..256-row blocks; the bench tracks it).
+  const int64_t mc = g.m <= 8 ? g.m : 128;
+  int64_t nc = 16;
   if (g.m <= 8) nc = std::max<int64_t>(8, (g.n + threads * 8 - 1) / (threads * 8) / 8 * 8);
   const int64_t mBlocks = (g.m + mc - 1) / mc, nBlocks = (g.n + nc - 1) / nc;
   pool().parallelFor(mBlocks * nBlocks, [&](int64_t i) {
@@ -299,6 +317,30 @@ void gemm(const GemmArgs& g, Isa isa) {
     const int64_t m0 = mb * mc, n0 = nb * nc;
     fn(t, m0, std::min(g.m, m0 + mc), n0, std::min(g.n, n0 + nc));
   });
+}
+
+double fmaPeakGflops(Isa isa, double seconds) {
+  auto* loop = isa >= Isa::Avx512 ? fmaLoopAvx512 : fmaLoopAvx2;
+  const int threads = pool().size();
+  // Calibrate the iteration count on one thread, then run all threads at once.
+  int64_t iters = 1 << 16;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    loop(iters);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > seconds / 8 || iters > (int64_t(1) << 34)) {
+      iters = int64_t(double(iters) * seconds / std::max(s, 1e-9));
+      break;
+    }
+    iters *= 4;
+  }
+  std::vector<double> flops(size_t(threads), 0.0);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool().parallelFor(threads, [&](int64_t i) { flops[size_t(i)] = loop(iters); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double total = 0;
+  for (double f : flops) total += f;
+  return total / s / 1e9;
 }
 
 }  // namespace kvcake::cpu

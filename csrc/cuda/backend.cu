@@ -736,6 +736,7 @@ OpsInfo CudaBackend::opsInfo() {
   const auto& api = cuda::cublas();
   OpsInfo i;
   i.gemm = api.loaded ? "cublas (" + api.path + ")" : "none: " + api.error;
+  i.batchInvariant = false;  // cuBLAS chooses kernels by shape
   i.blasLoaded = api.loaded;
   i.blasPath = api.path;
   i.blasSearched = api.searched;
@@ -746,6 +747,16 @@ OpsInfo CudaBackend::opsInfo() {
 }  // namespace
 
 bool cudaCompiledIn() { return true; }
+
+OpsInfo cublasStatus() {
+  const auto& api = cuda::cublas();
+  OpsInfo i;
+  i.blasLoaded = api.loaded;
+  i.blasPath = api.path;
+  i.blasSearched = api.searched;
+  i.blasError = api.error;
+  return i;
+}
 
 bool cudaUsable(std::string* why) {
   int n = 0;

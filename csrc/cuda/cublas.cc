@@ -1,5 +1,7 @@
 #include "cuda/cublas.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <mutex>
 
@@ -102,8 +104,13 @@ CublasApi load() {
   }
   for (int i = 0; i < 2; ++i)
     if (tryOpen(api, names[i], ltNames[i])) return api;
+  std::vector<std::string> seen;  // real paths: /usr/local/cuda is often a link to cuda-13.x
   for (const auto& d : candidateDirs()) {
     if (!isDir(d)) continue;
+    char real[4096];
+    const std::string key = ::realpath(d.c_str(), real) ? std::string(real) : d;
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+    seen.push_back(key);
     for (int i = 0; i < 2; ++i)
       if (tryOpen(api, d + "/" + names[i], d + "/" + ltNames[i])) return api;
   }

@@ -91,7 +91,7 @@ struct WeightLoader::Impl {
         f.read(raw.data(), uint64_t(e) * srcElem, size_t(n) * srcElem);
         convertElements(raw.data(), op.srcType, pinned[b], op.dst.dtype, n);
       }
-      check("copy", cudaMemcpyAsync(dst + size_t(e) * dstElem, pinned[b], size_t(n) * dstElem, cudaMemcpyHostToDevice,
+      check("copy", cudaMemcpyAsync(dst + size_t(e) * dstElem, pinned[b], size_t(n) * dstElem, cudaMemcpyDefault,
                                     stream));
       check("record", cudaEventRecord(done[b], stream));
       used[b] = true;

@@ -4,6 +4,8 @@
 
 #include "core/model_ops.h"
 #include "core/sampler.h"
+#include "cpu/isa.h"
+#include "cpu/model_kernels.h"
 #include "napi/backend_wrap.h"
 #include "napi/event_wrap.h"
 #include "napi/model_runner_wrap.h"
@@ -61,6 +63,16 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     op.m = dimArg(c, "gemm", "m");
     op.n = dimArg(c, "gemm", "n");
     op.k = dimArg(c, "gemm", "k");
+    Napi::Value impl = c.args.Get("impl");
+    if (!impl.IsUndefined()) {
+      const std::string v = impl.IsString() ? impl.As<Napi::String>().Utf8Value() : "";
+      if (v == "own") op.impl = 1;
+      else if (v == "openblas") op.impl = 2;
+      else if (v != "auto") rangeError(info.Env(), "gemm: impl must be 'auto', 'own' or 'openblas'");
+      if (op.impl != 0 && std::string(c.be->name()) != "cpu") rangeError(info.Env(), "gemm: impl '" + v + "' is a cpu option");
+      if (op.impl == 2 && !c.be->opsInfo().blasLoaded)
+        rangeError(info.Env(), "gemm: impl 'openblas' needs a kvcake binary built with OpenBLAS (libopenblas-serial-dev)");
+    }
     validateGemm(op);
     return issueGemm(*c.be, std::move(op), c.deps);
   });
@@ -205,6 +217,8 @@ Napi::Value LoadTensor(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Object blasObject(Napi::Env env, const OpsInfo& i);
+
 Napi::Value OpsInfoFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -217,17 +231,43 @@ Napi::Value OpsInfoFn(const Napi::CallbackInfo& info) {
       o.Set("isaForced", i.isaForced);
     }
     o.Set("gemm", i.gemm);
-    if (std::string(be->name()) == "cuda") {
-      Napi::Object b = Napi::Object::New(env);
-      b.Set("loaded", i.blasLoaded);
-      b.Set("path", i.blasPath);
-      auto arr = Napi::Array::New(env, i.blasSearched.size());
-      for (size_t k = 0; k < i.blasSearched.size(); ++k) arr.Set(uint32_t(k), i.blasSearched[k]);
-      b.Set("searched", arr);
-      b.Set("error", i.blasError);
-      o.Set("cublas", b);
-    }
+    o.Set("batchInvariant", i.batchInvariant);
+    if (std::string(be->name()) == "cpu") o.Set("openblas", i.blasLoaded ? Napi::Value(Napi::String::New(env, i.blasPath)) : env.Null());
+    if (std::string(be->name()) == "cuda") o.Set("cublas", blasObject(env, i));
     return o;
+  });
+}
+
+Napi::Object blasObject(Napi::Env env, const OpsInfo& i) {
+  Napi::Object b = Napi::Object::New(env);
+  b.Set("loaded", i.blasLoaded);
+  b.Set("path", i.blasPath);
+  auto arr = Napi::Array::New(env, i.blasSearched.size());
+  for (size_t k = 0; k < i.blasSearched.size(); ++k) arr.Set(uint32_t(k), i.blasSearched[k]);
+  b.Set("searched", arr);
+  b.Set("error", i.blasError);
+  return b;
+}
+
+// cublasInfo() -> { loaded, path, searched, error }: no backend or GPU needed.
+Napi::Value CublasInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value { return blasObject(env, cublasStatus()); });
+}
+
+// fmaPeak(isa?, seconds?) -> GFLOP/s of the CPU thread pool (benchmarks' peak reference).
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    cpu::Isa isa = cpu::bestIsa() >= cpu::Isa::Avx512 ? cpu::Isa::Avx512 : cpu::Isa::Avx2;
+    if (info[0].IsString()) {
+      const std::string name = info[0].As<Napi::String>().Utf8Value();
+      if (!cpu::parseIsa(name, &isa) || isa == cpu::Isa::Scalar)
+        rangeError(env, "fmaPeak: isa must be avx2, avx512 or avx512bf16, got '" + name + "'");
+      if (!cpu::isaSupported(isa)) rangeError(env, "fmaPeak: this CPU does not support " + name);
+    }
+    const double seconds = info[1].IsUndefined() ? 0.2 : toFinite(info[1], "fmaPeak: seconds");
+    return Napi::Number::New(env, cpu::fmaPeakGflops(isa, std::min(std::max(seconds, 0.01), 5.0)));
   });
 }
 
@@ -305,6 +345,8 @@ void registerModelOps(Napi::Env env, Napi::Object exports) {
   ops.Set("fillUniform", Napi::Function::New(env, FillUniform, "fillUniform"));
   ops.Set("loadTensor", Napi::Function::New(env, LoadTensor, "loadTensor"));
   ops.Set("info", Napi::Function::New(env, OpsInfoFn, "opsInfo"));
+  ops.Set("fmaPeak", Napi::Function::New(env, FmaPeak, "fmaPeak"));
+  ops.Set("cublasInfo", Napi::Function::New(env, CublasInfo, "cublasInfo"));
   exports.Set("modelOps", ops);
   exports.Set("ModelRunner", ModelRunnerWrap::Init(env));
 }

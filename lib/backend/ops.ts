@@ -10,7 +10,9 @@
 // (copied into a temporary tensor at the call); outputs must be Tensors.
 import { Tensor, Work, nativeWaits, work, type Backend, type TensorInput, type WaitList } from '../backend.js';
 import { type DType } from './dtype.js';
-import { native, type NativeEvent, type NativeOpsInfo, type NativeTensor } from '../native.js';
+import { native, type CublasInfo, type NativeEvent, type NativeOpsInfo, type NativeTensor } from '../native.js';
+
+export type { CublasInfo } from '../native.js';
 
 export type OpsInfo = NativeOpsInfo;
 
@@ -58,6 +60,8 @@ export interface GemmArgs extends Common {
   m: number;
   n: number;
   k: number;
+  /** cpu only, for benchmarks: force kvcake's own kernels or OpenBLAS for this call (default: the backend's path). */
+  impl?: 'auto' | 'own' | 'openblas';
 }
 
 export interface RmsNormArgs extends Common {
@@ -234,5 +238,13 @@ export const ops = {
   /** Which kernel paths this backend's model ops run. */
   info(be: Backend): OpsInfo {
     return m().info(be.handle);
+  },
+  /** Whether cuBLAS loads in this process (searched once, no GPU needed), where from, and every place tried. */
+  cublasInfo(): CublasInfo {
+    return m().cublasInfo();
+  },
+  /** Measured FMA peak of the CPU thread pool in GFLOP/s (an FMA-only loop on every thread; blocks for `seconds`). For benchmark ratios. */
+  fmaPeak(isa?: 'avx2' | 'avx512' | 'avx512bf16', seconds = 0.2): number {
+    return m().fmaPeak(isa, seconds);
   },
 };

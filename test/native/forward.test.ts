@@ -3,7 +3,7 @@
 // whole, mixed decode + prefill batches, greedy generation, per-layer waits and appended
 // markers, Qwen2-style q/k/v bias, tied and untied embeddings, GQA 1/4/8.
 import * as assert from 'uvu/assert';
-import { createModelRunner, encodeValues, decodeValues, type Backend, type DType, type KVPool, type ModelRunner, type RunnerConfig, type Tensor } from '../../lib/index.js';
+import { createModelRunner, ops, encodeValues, decodeValues, type Backend, type DType, type KVPool, type ModelRunner, type RunnerConfig, type Tensor } from '../../lib/index.js';
 import { forEachBackend } from '../util/backends.js';
 import { refForward, type RefModel } from '../util/model-ref.js';
 import { Rng } from '../util/rng.js';
@@ -282,7 +282,7 @@ forEachBackend('forward runner', (test, be, kind) => {
       const alone = await m.runner.forward({ ...pg.step([{ seq: 0, tokens: p[0], start: 0 }], 2, [8]), sampling: sampling(1) }).work;
       const both = await m.runner.forward({ ...pg.step([{ seq: 1, tokens: p[0], start: 0 }, { seq: 2, tokens: p[1], start: 0 }], 2, [8, 13]), sampling: sampling(2) }).work;
       assert.is(both.tokenIds[0], alone.tokenIds[0]);
-      assert.equal(Array.from(both.logits!.subarray(0, 64)), Array.from(alone.logits!), 'a row\'s logits do not depend on the batch');
+      if (ops.info(b).batchInvariant) assert.equal(Array.from(both.logits!.subarray(0, 64)), Array.from(alone.logits!), 'a row\'s logits do not depend on the batch');
     } finally {
       pool.release();
       m.runner.release();

@@ -5,7 +5,8 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createModelRunner, decodeValues, encodeValues, ops, type Backend, type Tensor } from '../../lib/index.js';
+import { suite } from 'uvu';
+import { createModelRunner, cudaInfo, decodeValues, encodeValues, ops, type Backend, type Tensor } from '../../lib/index.js';
 import { forEachBackend } from '../util/backends.js';
 import { Rng } from '../util/rng.js';
 
@@ -132,6 +133,31 @@ forEachBackend('loadTensor', (test, be) => {
     t2.release();
   });
 
+  test('a fused qkv weight from three tensors of one file, each at its row offset', async () => {
+    const b = be();
+    const rng = new Rng(41);
+    const hidden = 40, rows = [24, 8, 8];
+    const parts = rows.map((r) => encodeValues(Float32Array.from({ length: r * hidden }, () => rng.sym(1)), 'bf16') as Uint16Array);
+    const file = path.join(dir, 'model.safetensors-like');
+    const header = Buffer.alloc(88, 32);
+    writeFileSync(file, Buffer.concat([header, ...parts.map((p) => Buffer.from(p.buffer))]));
+    for (const dtype of ['bf16', 'fp32'] as const) {
+      const qkv = b.tensor({ dtype, shape: [40 * hidden] });
+      let fileOffset = 88, row = 0;
+      const loads = parts.map((p, i) => {
+        const w = ops.loadTensor(b, { tensor: qkv, path: file, fileOffset, numel: p.length, srcDtype: 'bf16', dstOffset: row * hidden });
+        fileOffset += p.length * 2;
+        row += rows[i];
+        return w;
+      });
+      await Promise.all(loads);
+      const got = decodeValues(await qkv.read(), dtype);
+      const want = decodeValues(Uint16Array.from(parts.flatMap((p) => Array.from(p))), 'bf16');
+      assert.equal(Array.from(got), Array.from(want), `fused qkv as ${dtype}`);
+      qkv.release();
+    }
+  });
+
   test('truncated, missing and mismatched loads are clear errors', async () => {
     const b = be();
     const file = path.join(dir, 'short.bin');
@@ -219,3 +245,30 @@ forEachBackend('model op errors', (test, be) => {
     wrong.release();
   });
 });
+
+const blas = suite('cuBLAS discovery');
+blas('says whether cuBLAS loads, where it looked and why each place failed (no GPU needed)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kvcake-cublas-'));
+  try {
+    // A file that is not a library, named first through KVCAKE_CUBLAS_PATH.
+    writeFileSync(path.join(dir, 'libcublas.so.12'), 'not an ELF file');
+    const prev = process.env.KVCAKE_CUBLAS_PATH;
+    process.env.KVCAKE_CUBLAS_PATH = dir;
+    const info = ops.cublasInfo();
+    if (prev === undefined) delete process.env.KVCAKE_CUBLAS_PATH;
+    else process.env.KVCAKE_CUBLAS_PATH = prev;
+    if (!cudaInfo().compiledIn) {
+      assert.is(info.loaded, false);
+      assert.match(info.error, /built without the CUDA backend/);
+      return;
+    }
+    if (info.loaded) return console.log(`  (cuBLAS found at ${info.path})`);
+    assert.match(info.searched[0], new RegExp(`^${dir}/libcublas\\.so\\.13 \\(`));
+    assert.match(info.searched[1], new RegExp(`^${dir}/libcublas\\.so\\.12 \\(.*(invalid ELF|too short|file too short)`));
+    assert.ok(info.searched.some((s) => s.startsWith('libcublas.so.12 (')), 'the loader path is searched by name');
+    assert.match(info.error, /^cuBLAS \(libcublas\.so\.13 or \.so\.12\) was not found; set KVCAKE_CUBLAS_PATH/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+blas.run();
