@@ -92,6 +92,16 @@ function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefined as T)
   return w;
 }
 
+/** @internal A native event of another op family (the prefix store's I/O) as a Work, so backend ops can wait for it and it for them. */
+export function workFromNative<T>(ev: NativeEvent, map?: (v: unknown) => T): Work<T> {
+  return work(ev, map);
+}
+
+/** @internal The native events behind a waitFor list (TypeError naming `name` for anything else). */
+export function nativeEventsOf(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
+  return nativeWaits(list, name);
+}
+
 function nativeWaits(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
   if (list === undefined) return undefined;
   if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of Work`);

@@ -1,10 +1,12 @@
 // Module entry: registers the classes, the backend factory and CUDA availability.
 //   createBackend(kind: 'cpu'|'cuda', { device?, deviceCapacityBytes? }) -> Backend
 //   cudaInfo() -> { compiledIn, usable, reason }
+//   StoreIo, inspectChunkHeader: the prefix store's native I/O (napi/store_io_wrap.h)
 #include "cpu/cpu_backend.h"
 #include "napi/backend_wrap.h"
 #include "napi/event_wrap.h"
 #include "napi/pool_wrap.h"
+#include "napi/store_io_wrap.h"
 #include "napi/tensor_wrap.h"
 
 namespace kvcake::napi {
@@ -56,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createBackend", Napi::Function::New(env, CreateBackend, "createBackend"));
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  registerStore(env, exports);
   return exports;
 }
 
