@@ -8,3 +8,5 @@ export { CakeTracker, type PrefixMode } from './sched/cake.js';
 export { cakeOracle } from './sched/oracle.js';
 export type { StepPlan, StepResult, Executor, Scheduler, SeqEvent, Transfer, ComputeItem, BlockMove, BlockChange, Channel, SeqId, TierName } from './sched/plan.js';
 export type { Request, PrefixInfo } from './workload/request.js';
+// The prefix KV store: memory, local disk and Redis tiers behind one interface.
+export * from './store/index.js';
