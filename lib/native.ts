@@ -113,6 +113,8 @@ export interface NativeStoreIo {
   readValue(path: string, spec: NativeChunkSpec, key: Uint8Array): NativeEvent;
   writeValue(dir: string, segments: Uint8Array[], spec: NativeChunkSpec, key: Uint8Array): NativeEvent;
   setReadCap(bytesPerSecond: number, burstBytes?: number): void;
+  dropPageCache(path: string): void;
+  readPlain(path: string, offset: number, pool: NativePool, firstBlock: number, numBlocks: number): NativeEvent;
   close(): void;
 }
 
@@ -155,6 +157,7 @@ export interface NativeAddon {
   StoreIo: new (options?: { threads?: number; readBytesPerSecond?: number; readBurstBytes?: number }) => NativeStoreIo;
   inspectChunkHeader(bytes: Uint8Array, spec?: NativeChunkSpec, key?: Uint8Array): NativeHeaderInspection;
   chunkHeaderBytes: number;
+  storeChecksumPath: string;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

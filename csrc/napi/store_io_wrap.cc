@@ -131,6 +131,8 @@ class StoreIoWrap : public Napi::ObjectWrap<StoreIoWrap> {
                         InstanceMethod<&StoreIoWrap::WriteValue>("writeValue"),
                         InstanceMethod<&StoreIoWrap::SetReadCap>("setReadCap"),
                         InstanceMethod<&StoreIoWrap::Close>("close"),
+                        InstanceMethod<&StoreIoWrap::DropPageCache>("dropPageCache"),
+                        InstanceMethod<&StoreIoWrap::ReadPlain>("readPlain"),
                         InstanceAccessor<&StoreIoWrap::ReadCap>("readCap"),
                         InstanceAccessor<&StoreIoWrap::Threads>("threads")});
   }
@@ -279,6 +281,32 @@ class StoreIoWrap : public Napi::ObjectWrap<StoreIoWrap> {
     });
   }
 
+  // readPlain(path, offset, pool, firstBlock, numBlocks): benchmark baseline, no checks.
+  Napi::Value ReadPlain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      store::ChunkIo& cio = io(env);
+      std::string path = toPath(info[0], "readPlain: path");
+      const int64_t offset = toInt(info[1], "readPlain: offset", 0, int64_t(1) << 50);
+      PoolArg p = toPool(info[2], "readPlain: pool");
+      const int64_t first = toInt(info[3], "readPlain: firstBlock", 0, p.pool.layout.numBlocks - 1);
+      const int64_t count = toInt(info[4], "readPlain: numBlocks", 1, p.pool.layout.numBlocks - first);
+      if (p.pool.mem->tier != Tier::Host) rangeError(env, "readPlain: pool must be a host-tier pool");
+      auto report = std::make_shared<store::IoReport>();
+      EventPtr ev = cio.readPlain(std::move(path), offset, p.pool, first, count, report);
+      return EventWrap::Make(env, ev, p.owner, reportResult(report));
+    });
+  }
+
+  // dropPageCache(path): synchronous (one fadvise); for benchmarks of cold reads.
+  Napi::Value DropPageCache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      store::dropPageCache(toPath(info[0], "dropPageCache: path"));
+      return env.Undefined();
+    });
+  }
+
   Napi::Value ReadCap(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), io_ ? io_->readCap() : 0);
   }
@@ -346,6 +374,7 @@ void registerStore(Napi::Env env, Napi::Object exports) {
   exports.Set("StoreIo", StoreIoWrap::Init(env));
   exports.Set("inspectChunkHeader", Napi::Function::New(env, InspectChunkHeader, "inspectChunkHeader"));
   exports.Set("chunkHeaderBytes", Napi::Number::New(env, double(store::kHeaderBytes)));
+  exports.Set("storeChecksumPath", Napi::String::New(env, store::checksumPath()));
 }
 
 }  // namespace kvcake::napi

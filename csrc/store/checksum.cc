@@ -32,4 +32,17 @@ Checksum128 PayloadHasher::digest() const {
 
 uint64_t headerHash(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
+// XXH3 picks its vector path at compile time (the addon is built for AVX2 on x86-64).
+const char* checksumPath() {
+  switch (XXH_VECTOR) {
+    case XXH_SCALAR: return "scalar";
+    case XXH_SSE2: return "sse2";
+    case XXH_AVX2: return "avx2";
+    case XXH_AVX512: return "avx512";
+    case XXH_NEON: return "neon";
+    case XXH_VSX: return "vsx";
+    default: return "unknown";
+  }
+}
+
 }  // namespace kvcake::store

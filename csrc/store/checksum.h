@@ -33,4 +33,7 @@ class PayloadHasher {
 
 uint64_t headerHash(const void* data, size_t bytes);
 
+// Which XXH3 code path this build uses ("avx2", "sse2", "scalar", ...), for benchmark output.
+const char* checksumPath();
+
 }  // namespace kvcake::store

@@ -102,6 +102,12 @@ class ChunkIo {
   EventPtr writeValue(std::string dir, std::vector<Segment> src, ChunkSpec spec, Digest key,
                       std::shared_ptr<IoReport> report);
 
+  // A plain read of numBlocks blocks' worth of a file from `offset` into the contiguous
+  // blocks [firstBlock, firstBlock + numBlocks) of dst, on the same threads, with no checks:
+  // the baseline the store's benchmarks set loads beside (same memory, same threads).
+  EventPtr readPlain(std::string path, int64_t offset, Pool dst, int64_t firstBlock, int64_t numBlocks,
+                     std::shared_ptr<IoReport> report);
+
  private:
   ReadThrottle throttle_;
   IoPool pool_;  // last: destroyed first, so running tasks still see throttle_
@@ -109,5 +115,10 @@ class ChunkIo {
 
 // File name of a chunk in a disk-tier directory.
 std::string chunkFileName(const Digest& key);
+
+// Asks the kernel to drop a file's cached pages, so the next read comes from the device
+// (benchmarks of cold reads; the pages are clean once a chunk file is written). Throws
+// Error when the file cannot be opened.
+void dropPageCache(const std::string& path);
 
 }  // namespace kvcake::store

@@ -5,7 +5,7 @@
 // to decide how many chunks to load rather than compute.
 
 export interface BandwidthMeterOptions {
-  /** Busy seconds after which a sample weighs half (default 2). */
+  /** Busy seconds after which a sample weighs half (default 1). */
   halfLifeSeconds?: number;
   /** Clock in seconds (default performance.now() / 1000). */
   now?: () => number;
@@ -21,7 +21,7 @@ export class BandwidthMeter {
   private samples = 0;
 
   constructor(opts: BandwidthMeterOptions = {}) {
-    this.halfLife = opts.halfLifeSeconds ?? 2;
+    this.halfLife = opts.halfLifeSeconds ?? 1;
     if (!(this.halfLife > 0)) throw new RangeError(`halfLifeSeconds must be > 0, got ${this.halfLife}`);
     this.now = opts.now ?? (() => performance.now() / 1000);
   }

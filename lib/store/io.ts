@@ -108,6 +108,25 @@ export class ChunkIo {
     return workFromNative(this.io().writeValue(dir, segments as Uint8Array[], spec.native, keyBytes(key)), (v) => v as IoReport);
   }
 
+  /**
+   * Reads numBlocks blocks' worth of a file, from byte `offset`, into the contiguous blocks
+   * [firstBlock, firstBlock + numBlocks) of a host pool, on the same threads, with no checks:
+   * the baseline benchmarks set loads beside.
+   */
+  readPlain(path: string, offset: number, pool: KVPool, firstBlock: number, numBlocks: number): Work<IoReport> {
+    return workFromNative(this.io().readPlain(path, offset, pool.handle, firstBlock, numBlocks), (v) => v as IoReport);
+  }
+
+  /** Drops a file's cached pages so its next read comes from the device (benchmarks of cold reads). */
+  dropPageCache(path: string): void {
+    this.io().dropPageCache(path);
+  }
+
+  /** The XXH3 code path of this build ('avx2' on x86-64 builds), for benchmark output. */
+  static get checksumPath(): string {
+    return native().storeChecksumPath;
+  }
+
   /** Stops the threads. Await every op first: close() waits for ops still queued. */
   close(): void {
     this.handle?.close();
