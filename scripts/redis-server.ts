@@ -1,6 +1,7 @@
-// A real redis-server for the store's tests: started on a free loopback port in a temp
-// directory (no persistence), stopped after. When the binary is missing the tests that
-// need it are skipped with the reason printed once (.ci/run installs Debian's redis-server).
+// A real redis-server for the store's tests and benchmarks: started on a free loopback
+// port in a temp directory (no persistence), stopped after. When the binary is missing,
+// the tests that need it are skipped with the reason printed once (.ci/run installs
+// Debian's redis-server).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';

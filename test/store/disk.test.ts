@@ -285,12 +285,20 @@ plain('kill -9 of a writer mid-write leaves no visible partial chunk, and the ne
   assert.is(s.stats().disk!.staleTempFiles, temps.length);
   assert.is(s.stats().disk!.recovered, chunks.length);
   assert.not.ok(readdirSync(dir).some((n2) => n2.startsWith('.tmp.')));
-  for (let i = 0; i < chunks.length; i++) {
-    const [key] = s.keys(Int32Array.from({ length: BIG_CHUNK_TOKENS }, (_, t) => t + i * BIG_CHUNK_TOKENS));
+  // Every visible chunk is one the writer stored (or the one it was finishing when killed,
+  // renamed into place just before), and loads whole and verified.
+  const keyOf = (i: number) => s.keys(Int32Array.from({ length: BIG_CHUNK_TOKENS }, (_, t) => t + i * BIG_CHUNK_TOKENS))[0];
+  const stored = [...out.matchAll(/^stored (\d+) ([0-9a-f]{64})$/gm)].map((m) => Number(m[1]));
+  const last = Math.max(...stored);
+  const index = new Map([...stored, last + 1].map((i) => [keyOf(i), i]));
+  for (const name of chunks) {
+    const key = name.slice(0, 64);
+    const i = index.get(key);
+    assert.ok(i !== undefined, `${name} is no chunk the writer saved`);
     const r = await s.load(key, { pool, blocks: Int32Array.from({ length: n }, (_, b) => b) });
     assert.ok(r.ok, `chunk ${i}: ${JSON.stringify(r)}`);
     const got = (await pool.read()) as Uint16Array;
-    const want = bigImage(s.spec.blockBytes * n, i);
+    const want = bigImage(s.spec.blockBytes * n, i!);
     for (let e = 0; e < want.length; e += 4099) if (got[e] !== want[e]) assert.unreachable(`chunk ${i} element ${e}`);
   }
   await s.close();

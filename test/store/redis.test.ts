@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createBackend, type Backend } from '../../lib/index.js';
 import { openPrefixStore, type PrefixStore, type PrefixStoreOptions } from '../../lib/store/index.js';
-import { RedisServer, printRedisSkip, redisSkipReason } from '../util/redis-server.js';
+import { RedisServer, printRedisSkip, redisSkipReason } from '../../scripts/redis-server.js';
 import { Rng } from '../util/rng.js';
 import { assertSameChunk, base, blocks, fill, hostPool, pick, prompt, removeDir, tempDir } from '../util/store.js';
 
