@@ -22,7 +22,7 @@ forEachBackend('store: disk tier', (test, be) => {
   let dir = '';
   const stores: PrefixStore[] = [];
   const open = async (extra: Parameters<typeof base>[0] = {}) => {
-    const s = await openPrefixStore(base({ disk: { dir, capacityBytes: 1 << 30 }, ...extra }));
+    const s = await openPrefixStore(base({ disk: { dir, capacityBytes: 16 << 20 }, ...extra }));
     stores.push(s);
     return s;
   };
@@ -256,6 +256,15 @@ function child(args: string[], prefix: string[] = []): ReturnType<typeof spawn> 
 plain('kill -9 of a writer mid-write leaves no visible partial chunk, and the next start cleans up', async () => {
   const dir = tempDir('kill');
   const proc = child(['loop', dir]);
+  try {
+    await killMidWrite(dir, proc);
+  } finally {
+    proc.kill('SIGKILL');
+    removeDir(dir);
+  }
+});
+
+async function killMidWrite(dir: string, proc: ReturnType<typeof child>): Promise<void> {
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -279,7 +288,7 @@ plain('kill -9 of a writer mid-write leaves no visible partial chunk, and the ne
   assert.ok(chunks.length >= 2);
 
   const be = createBackend({ backend: 'cpu' });
-  const s = await openPrefixStore({ fingerprint: BIG_FP, blockSize: BIG_BLOCK_SIZE, chunkTokens: BIG_CHUNK_TOKENS, disk: { dir, capacityBytes: 2 ** 40 }, log: () => {} });
+  const s = await openPrefixStore({ fingerprint: BIG_FP, blockSize: BIG_BLOCK_SIZE, chunkTokens: BIG_CHUNK_TOKENS, disk: { dir, capacityBytes: 64 << 20 }, log: () => {} });
   const n = s.spec.blocksPerChunk;
   const pool = be.createPool({ tier: 'host', numBlocks: n, numKvHeads: BIG_FP.numKvHeads, headDim: BIG_FP.headDim, blockSize: BIG_BLOCK_SIZE, dtype: BIG_FP.dtype });
   assert.is(s.stats().disk!.staleTempFiles, temps.length);
@@ -303,14 +312,22 @@ plain('kill -9 of a writer mid-write leaves no visible partial chunk, and the ne
   }
   await s.close();
   pool.release();
-  removeDir(dir);
-});
+}
 
 plain('a write past RLIMIT_FSIZE (a full disk) fails and is counted; the writer does not crash', async () => {
   const dir = tempDir('fsize');
-  const limit = 1 << 20; // below one 16 MiB chunk, above anything else the child writes
+  const limit = 1 << 20; // below one 4 MiB chunk, above anything else the child writes
   const prefix = spawnSync('prlimit', ['--version']).status === 0 ? ['prlimit', `--fsize=${limit}`] : ['sh', '-c', `ulimit -f ${limit / 512} && exec "$0" "$@"`];
   const proc = child(['once', dir], prefix);
+  try {
+    await fullDisk(dir, proc);
+  } finally {
+    proc.kill('SIGKILL');
+    removeDir(dir);
+  }
+});
+
+async function fullDisk(dir: string, proc: ReturnType<typeof child>): Promise<void> {
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));
@@ -323,7 +340,6 @@ plain('a write past RLIMIT_FSIZE (a full disk) fails and is counted; the writer 
   assert.is(report.disk.chunks, 0);
   assert.is(report.disk.bytes, 0);
   assert.equal(readdirSync(dir), [], 'the temp file was removed');
-  removeDir(dir);
-});
+}
 
 plain.run();

@@ -84,7 +84,7 @@ forEachBackend('store: memory tier and the chain', (test, be) => {
   });
 
   test('memory -> disk: saves write through; a disk hit is promoted; a bad memory copy falls through to disk', async () => {
-    const s = await open({ memory: { capacityBytes: 8 * chunkBytes }, disk: { dir, capacityBytes: 1 << 30 } });
+    const s = await open({ memory: { capacityBytes: 8 * chunkBytes }, disk: { dir, capacityBytes: 16 << 20 } });
     assert.equal(s.tiers, ['memory', 'disk']);
     const src = hostPool(be(), 40);
     const image = await fill(src, 43);

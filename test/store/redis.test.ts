@@ -112,7 +112,7 @@ if (why) {
     const dirB = tempDir('redis-b');
     dirs.push(dirB);
     const a = await open({ memory: { capacityBytes: 1 << 24 } });
-    const b = await open({ memory: { capacityBytes: 1 << 24 }, disk: { dir: dirB, capacityBytes: 1 << 30 } });
+    const b = await open({ memory: { capacityBytes: 1 << 24 }, disk: { dir: dirB, capacityBytes: 16 << 20 } });
     const src = hostPool(be, 40);
     const dst = hostPool(be, 40);
     const image = await fill(src, 52);
