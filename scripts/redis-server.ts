@@ -59,6 +59,7 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    private readonly extra: string[],
   ) {}
 
   get url(): string {
@@ -68,9 +69,10 @@ export class RedisServer {
     return this.proc?.pid;
   }
 
-  static async start(): Promise<RedisServer> {
+  /** Starts a server; `extra` are more redis-server options (e.g. cluster mode). */
+  static async start(extra: string[] = []): Promise<RedisServer> {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kvcake-redis-'));
-    const s = new RedisServer(await freePort(), dir);
+    const s = new RedisServer(await freePort(), dir, extra);
     await s.launch();
     return s;
   }
@@ -78,7 +80,7 @@ export class RedisServer {
   private async launch(): Promise<void> {
     const proc = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning', '--protected-mode', 'yes'],
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning', '--protected-mode', 'yes', ...this.extra],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.proc = proc;
@@ -115,5 +117,41 @@ export class RedisServer {
       this.proc = undefined;
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A Redis Cluster of `masters` redis-servers on loopback ports (no replicas), for tests. */
+export class RedisClusterServers {
+  private constructor(readonly nodes: RedisServer[]) {}
+
+  get rootUrl(): string {
+    return this.nodes[0].url;
+  }
+
+  static async start(masters = 3): Promise<RedisClusterServers> {
+    const nodes: RedisServer[] = [];
+    try {
+      for (let i = 0; i < masters; i++)
+        nodes.push(await RedisServer.start(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(await freePort())]));
+      const r = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`redis-cli --cluster create failed: ${r.stderr || r.stdout}`);
+      const deadline = Date.now() + 20_000;
+      for (const n of nodes) {
+        for (;;) {
+          const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+          if (info.includes('cluster_state:ok')) break;
+          if (Date.now() > deadline) throw new Error(`the cluster did not reach state ok: ${info}`);
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      }
+      return new RedisClusterServers(nodes);
+    } catch (err) {
+      for (const n of nodes) await n.stop();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const n of this.nodes) await n.stop();
   }
 }
