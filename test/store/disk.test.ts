@@ -8,11 +8,12 @@ import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import { test as plain } from 'uvu';
 import { createBackend } from '../../lib/index.js';
-import { openPrefixStore, type PrefixStore } from '../../lib/store/index.js';
+import { chunkSpec, openPrefixStore, type PrefixStore } from '../../lib/store/index.js';
+import { payloadOf, refValue } from '../util/chunk-ref.js';
 import { forEachBackend } from '../util/backends.js';
 import { Rng } from '../util/rng.js';
 import { BIG_BLOCK_SIZE, BIG_CHUNK_TOKENS, BIG_FP, bigImage } from './fixtures/big.js';
-import { assertSameChunk, base, blocks, fill, hostPool, pick, prompt, removeDir, tempDir } from '../util/store.js';
+import { BLOCK_SIZE, CHUNK_TOKENS, FP, assertSameChunk, base, blocks, fill, hostPool, pick, prompt, removeDir, tempDir } from '../util/store.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -166,6 +167,50 @@ forEachBackend('store: disk tier', (test, be) => {
     const into = blocks(src, pick(rng, 40));
     assert.ok((await s.load(k, into)).ok);
     await assertSameChunk(into, image, from, 'after the repair');
+    src.release();
+  });
+
+  test('every kind of damaged or foreign file is a miss, counted by its fault, never loaded', async () => {
+    const s = await open();
+    const src = hostPool(be(), 40);
+    const image = await fill(src, 38);
+    const rng = new Rng(38);
+    const k = s.keys(prompt(2, 8));
+    const from = pick(rng, 40);
+    const payload = payloadOf(image, s.spec.blockBytes, from);
+    const good = refValue(s.spec, k[0], payload);
+    const other = chunkSpec({ ...FP, architecture: 'another-model' }, BLOCK_SIZE, CHUNK_TOKENS);
+    const flip = (at: number) => {
+      const c = Buffer.from(good);
+      c[at] ^= 0x40;
+      return c;
+    };
+    const cases: [Buffer, string][] = [
+      [flip(4096 + 777), 'payload-checksum'],
+      [good.subarray(0, good.length - 1), 'truncated'],
+      [refValue(s.spec, k[0], payload, { magic: 'XXXXXXXX' }), 'magic'],
+      [refValue(s.spec, k[0], payload, { version: 9 }), 'version'],
+      [refValue(s.spec, k[0], payload, { fingerprint: Buffer.alloc(32, 3) }), 'fingerprint'],
+      [refValue(s.spec, k[0], payload, { dtype: 0 }), 'dtype'],
+      [refValue(other, k[0], payload), 'fingerprint'],
+      [refValue(s.spec, k[1], payload), 'key'],
+    ];
+    for (const [i, [bytes, fault]] of cases.entries()) {
+      // A file appears under the key's name: the store finds it at the next start.
+      await s.close();
+      writeFileSync(path.join(dir, `${k[0]}.kvc`), bytes);
+      const s2 = await open();
+      assert.is(await s2.lookup([k[0]]), 1);
+      const into = blocks(src, pick(rng, 40));
+      const r = await s2.load(k[0], into);
+      assert.ok(!r.ok, `case ${i} (${fault}) loaded`);
+      assert.is(r.ok ? '' : r.fault, fault, `case ${i}: ${r.ok ? '' : r.message}`);
+      assert.is(s2.stats().faults[fault as 'magic'], 1);
+      assert.is(s2.stats().loads.misses, 1);
+      assert.is(s2.takeFailedLoads()[0].fault, fault);
+      assert.is(await s2.lookup([k[0]]), 0, 'the refused file left the store');
+      await s2.close();
+    }
     src.release();
   });
 
