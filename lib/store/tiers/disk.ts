@@ -39,7 +39,7 @@ export interface DiskTierStats {
 }
 
 const FILE_RE = /^([0-9a-f]{64})\.kvc$/;
-const TEMP_RE = /^\.tmp\.[0-9a-f]{64}\.(\d+)\.\d+$/;
+const TEMP_RE = /^\.tmp\.(?:[0-9a-f]{64}\.(\d+)\.\d+|probe\.(\d+))$/;
 // A temp file of a live process older than this is abandoned too (a writer finishes a chunk in seconds).
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
@@ -117,7 +117,7 @@ export class DiskTier {
         if (!s || !s.isFile()) return;
         if (m) {
           found.push({ key: m[1], bytes: s.size, mtime: s.mtimeMs });
-        } else if (!alive(Number(t![1])) || now - s.mtimeMs > STALE_TEMP_MS) {
+        } else if (!alive(Number(t![1] ?? t![2])) || now - s.mtimeMs > STALE_TEMP_MS) {
           await unlink(path.join(this.dir, name)).catch(() => {});
           this.staleTemps++;
         }
