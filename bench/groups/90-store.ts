@@ -260,22 +260,35 @@ export const group: BenchGroup = {
       ctx.progress('read cap');
       const capRows: Record<string, unknown>[] = [];
       let worst = 0;
-      const uncapped = gbps(warmLoad);
       for (const g of CAPS_GBPS) {
         const cap = (g * 1e9) / 8;
-        disk.setReadCap(cap);
-        // Two seconds at the new rate let the moving estimate (half-life 1 s) settle.
-        for (const t0 = performance.now(); performance.now() - t0 < 2000; ) await loadAll(disk, dk);
-        const t = await loadAll(disk, dk);
+        // A fresh store per cap, so its moving estimate (half-life 1 s of busy time) has
+        // seen this rate only; a second of loads lets it settle.
+        const capped = await openPrefixStore(opts({ disk: { dir, capacityBytes: 4 * bytes }, readBytesPerSecond: cap }));
+        stores.push(capped);
+        for (const t0 = performance.now(); performance.now() - t0 < 1000; ) await loadAll(capped, dk);
+        const t = await loadAll(capped, dk);
         const got = bytes / t;
-        const est = disk.readBandwidth('disk')!;
-        const reachable = cap / GB < uncapped * 0.9;
+        const est = capped.readBandwidth('disk')!;
+        await capped.close();
+        // What the machine delivers uncapped right now (it drifts on a shared machine): a
+        // cap the machine cannot reach is not a test of the cap.
+        const now = bytes / (await loadAll(disk, dk));
+        const reachable = cap < now * 0.8;
         if (reachable) worst = Math.max(worst, Math.abs(got / cap - 1));
-        capRows.push({ 'cap Gbps': g, 'cap GB/s': cap / GB, 'measured GB/s': got / GB, 'measured/cap': got / cap, 'estimate GB/s': est / GB, note: reachable ? '' : 'at or above the uncapped rate' });
+        capRows.push({
+          'cap Gbps': g,
+          'cap GB/s': cap / GB,
+          'measured GB/s': got / GB,
+          'measured/cap': got / cap,
+          'estimate GB/s': est / GB,
+          'estimate/measured': est / got,
+          'uncapped now GB/s': now / GB,
+          note: reachable ? '' : 'not below 0.8x the uncapped rate',
+        });
       }
-      disk.setReadCap(0);
-      ctx.table(`Read cap (token bucket, no burst) on warm disk loads; uncapped ${uncapped.toFixed(2)} GB/s`, capRows);
-      heads.push({ metric: 'read cap: worst |measured / cap - 1| (caps below the uncapped rate)', value: `${(worst * 100).toFixed(1)}%`, target: '<= 5%', met: worst <= 0.05 });
+      ctx.table('Read cap (token bucket, no burst) on warm disk loads', capRows);
+      heads.push({ metric: 'read cap: worst |measured / cap - 1| (caps below 0.8x the uncapped rate)', value: `${(worst * 100).toFixed(1)}%`, target: '<= 5%', met: worst <= 0.05 });
       ctx.record('store', { chunks, chunkBytes: spec.valueBytes, fsType, checksum: ChunkIo.checksumPath });
     } finally {
       for (const s of stores) await s.close();

@@ -293,6 +293,11 @@ EventPtr ChunkIo::readFile(std::string path, ChunkSpec spec, Digest key, ChunkBl
     if (!v.ok()) fail(op, key, v.fault, v.detail);
     checkSize(op, key, spec, int64_t(st.st_size), "file");
     const Clock::time_point deadline = throttle_.reserve(spec.valueBytes());
+#if defined(POSIX_FADV_WILLNEED)
+    // The payload is read in small batches (each hashed while in cache): ask for all of it
+    // now, so the device works ahead of the batches instead of waiting for each.
+    ::posix_fadvise(fd.get(), off_t(kHeaderBytes), off_t(spec.payloadBytes()), POSIX_FADV_WILLNEED);
+#endif
 
     const int64_t bb = spec.blockBytes();
     PayloadHasher hasher;
