@@ -58,6 +58,28 @@ forEachBackend('store: disk tier', (test, be) => {
     dst.release();
   });
 
+  test('the engine path: a load into host blocks, then a host -> device copy once it is ok', async () => {
+    const s = await open();
+    const b = be();
+    const rng = new Rng(39);
+    const src = hostPool(b, 40);
+    const staging = hostPool(b, 12);
+    const image = await fill(src, 39);
+    const dev = b.createPool({ tier: 'device', numBlocks: 24, numKvHeads: FP.numKvHeads, headDim: FP.headDim, blockSize: BLOCK_SIZE, dtype: FP.dtype });
+    const [k] = s.keys(prompt(1, 9));
+    const from = pick(rng, 40);
+    await s.save(k, blocks(src, from));
+    const hostIds = pick(rng, 12);
+    const devIds = pick(rng, 24);
+    const r = await s.load(k, blocks(staging, hostIds));
+    assert.ok(r.ok);
+    const pairs = new Int32Array(2 * hostIds.length);
+    hostIds.forEach((h, i) => pairs.set([h, devIds[i]], 2 * i));
+    await b.copyBlocks(staging, dev, pairs);
+    await assertSameChunk(blocks(dev, devIds), image, from, 'device blocks');
+    for (const p of [src, staging, dev]) p.release();
+  });
+
   test('lookup: the longest stored prefix; a hit ending mid-prompt; a gap stops it', async () => {
     const s = await open();
     const src = hostPool(be(), 40);
