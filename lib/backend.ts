@@ -106,6 +106,16 @@ function poolArg(p: unknown, name: string): KVPool {
   return p;
 }
 
+/** @internal A native event of another op family (the prefix store's I/O) as a Work, so backend ops can wait for it and it for them. */
+export function workFromNative<T>(ev: NativeEvent, map?: (v: unknown) => T): Work<T> {
+  return work(ev, map);
+}
+
+/** @internal The native events behind a waitFor list (TypeError naming `name` for anything else). */
+export function nativeEventsOf(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
+  return nativeWaits(list, name);
+}
+
 /** @internal */
 export function nativeWaits(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
   if (list === undefined) return undefined;

@@ -31,3 +31,5 @@ export * from './model/index.js';
 export { createEngine, EngineExecutor, engineCost, calibrateEngineCost, EngineBusyError, EngineClosedError } from './engine/index.js';
 export type { Engine, EngineOptions, EngineModel, GenerateOptions, Generation, GenerationResult, GenerationStats, TokenChunk, FinishReason as GenerationFinishReason, EngineStats, TierUsage, StepReport, SeqInfo, SeqTraffic, Calibration, CalibrateOptions, EngineCostOptions } from './engine/index.js';
 export { LinearCost, RooflineCost, type LinearCoefficients } from './cost/index.js';
+// The prefix KV store: memory, local disk and Redis tiers behind one interface.
+export * from './store/index.js';

@@ -85,6 +85,62 @@ export interface NativeBackend {
   writePool(p: NativePool, firstBlock: number, data: Float32Array | Uint16Array, waitFor?: NativeEvent[]): NativeEvent;
 }
 
+/** The prefix store's chunk spec as the native side takes it (lib/store/format.ts builds it). */
+export interface NativeChunkSpec {
+  fingerprint: Uint8Array;
+  architecture: string;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  blockSize: number;
+  blocksPerLayer: number;
+  dtype: DTypeName;
+}
+
+export interface NativeIoReport {
+  bytes: number;
+  seconds: number;
+}
+
+/** The prefix store's native I/O threads (csrc/store, csrc/napi/store_io_wrap.cc). */
+export interface NativeStoreIo {
+  readonly threads: number;
+  readonly readCap: number;
+  readFile(pool: NativePool, blocks: Int32Array, path: string, spec: NativeChunkSpec, key: Uint8Array, waitFor?: NativeEvent[]): NativeEvent;
+  scatter(pool: NativePool, blocks: Int32Array, segments: Uint8Array[], spec: NativeChunkSpec, key: Uint8Array, waitFor?: NativeEvent[]): NativeEvent;
+  writeFile(pool: NativePool, blocks: Int32Array, dir: string, spec: NativeChunkSpec, key: Uint8Array, waitFor?: NativeEvent[]): NativeEvent;
+  gather(pool: NativePool, blocks: Int32Array, spec: NativeChunkSpec, key: Uint8Array, waitFor?: NativeEvent[]): NativeEvent;
+  readValue(path: string, spec: NativeChunkSpec, key: Uint8Array): NativeEvent;
+  writeValue(dir: string, segments: Uint8Array[], spec: NativeChunkSpec, key: Uint8Array): NativeEvent;
+  setReadCap(bytesPerSecond: number, burstBytes?: number): void;
+  dropPageCache(path: string): void;
+  readPlain(path: string, offset: number, pool: NativePool, firstBlock: number, numBlocks: number): NativeEvent;
+  close(): void;
+}
+
+export interface NativeHeaderInspection {
+  ok: boolean;
+  fault: string;
+  message: string;
+  header?: {
+    version: number;
+    headerBytes: number;
+    key: string;
+    fingerprint: string;
+    architecture: string;
+    numLayers: number;
+    numKvHeads: number;
+    headDim: number;
+    dtype: DTypeName | number;
+    blockSize: number;
+    blocksPerLayer: number;
+    tokens: number;
+    blockBytes: number;
+    payloadBytes: number;
+    payloadChecksum: string;
+  };
+}
+
 export interface CudaInfo {
   /** The binary contains the CUDA backend. */
   compiledIn: boolean;
@@ -143,6 +199,10 @@ export interface NativeAddon {
   createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number }): NativeBackend;
   cudaInfo(): CudaInfo;
   abiVersion: number;
+  StoreIo: new (options?: { threads?: number; readBytesPerSecond?: number; readBurstBytes?: number }) => NativeStoreIo;
+  inspectChunkHeader(bytes: Uint8Array, spec?: NativeChunkSpec, key?: Uint8Array): NativeHeaderInspection;
+  chunkHeaderBytes: number;
+  storeChecksumPath: string;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -176,7 +176,9 @@ class Completer {
 };
 
 // Blocks until a foreign (non-CUDA) event completed. Deps on this backend are its own
-// events; this only serves a dependency on another backend's op.
+// events; this serves a dependency on another backend's op or on the prefix store's I/O,
+// and blocks the issuing thread until it is done (callers on Node's thread await such an
+// op before issuing instead).
 void waitForeign(const EventPtr& e) {
   struct Sync {
     std::mutex m;
@@ -593,8 +595,14 @@ class CudaBackend final : public Backend {
           // An event without a handle completed (with an error) at enqueue: nothing to wait on.
           if (ce->handle()) KVCAKE_CUDA(what, cudaStreamWaitEvent(st, ce->handle(), 0));
           p.deps.push_back(std::static_pointer_cast<CudaEvent>(d));
-        } else if (!d->ready()) {
-          waitForeign(d);
+        } else {
+          // A dependency from outside this backend (the prefix store's I/O): its failure
+          // must skip this op as a CUDA dependency's would (a failed load's blocks are not
+          // to be copied).
+          if (!d->ready()) waitForeign(d);
+          auto* fe = dynamic_cast<CompletionEvent*>(d.get());
+          const std::string de = fe ? fe->failure() : std::string();
+          if (!de.empty()) throw Error(std::string("cuda ") + what + " skipped: an op it waits for failed: " + de);
         }
       }
       if (issueHost) {

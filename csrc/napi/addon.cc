@@ -1,11 +1,13 @@
 // Module entry: registers the classes, the backend factory and CUDA availability.
 //   createBackend(kind: 'cpu'|'cuda', { device?, deviceCapacityBytes? }) -> Backend
 //   cudaInfo() -> { compiledIn, usable, reason }
+//   StoreIo, inspectChunkHeader: the prefix store's native I/O (napi/store_io_wrap.h)
 #include "cpu/cpu_backend.h"
 #include "napi/backend_wrap.h"
 #include "napi/event_wrap.h"
 #include "napi/model_ops_wrap.h"
 #include "napi/pool_wrap.h"
+#include "napi/store_io_wrap.h"
 #include "napi/tensor_wrap.h"
 
 namespace kvcake::napi {
@@ -59,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   registerModelOps(env, exports);
+  registerStore(env, exports);
   return exports;
 }
 

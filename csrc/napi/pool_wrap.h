@@ -15,6 +15,8 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   static Napi::Object Make(Napi::Env env, std::shared_ptr<Backend> backend, Pool pool);
   // The pool behind a JS value, checked to be a live pool of `owner`.
   static Pool From(const Napi::Value& v, const Backend* owner, const std::string& name);
+  // The backend that allocated this pool (nullptr for an unbound wrapper).
+  const Backend* owner() const { return backend_.get(); }
 
  private:
   Napi::Value Layout(const Napi::CallbackInfo& info);

@@ -9,7 +9,7 @@ export type {
   ComputeItem,
   StagedLayer,
   BlockMove,
-  ChunkBlocks,
+  ChunkLanding,
   TransferKind,
   Transfer,
   TableUpdate,

@@ -60,7 +60,7 @@ export interface BlockMove {
 }
 
 /** Blocks of one layer that a prefix-store read fills, in token order within the chunk. */
-export interface ChunkBlocks {
+export interface ChunkLanding {
   layer: number;
   tier: TierName;
   blocks: readonly number[];
@@ -93,7 +93,7 @@ export interface Transfer {
   /** The block copies (every kind but prefix-read). */
   moves: BlockMove[];
   /** prefix-read: the chunk read, and the host blocks it lands in, per layer. */
-  chunk?: { index: number; hash: string; dest: ChunkBlocks[] };
+  chunk?: { index: number; hash: string; dest: ChunkLanding[] };
   /** Ready once this step's compute of this layer ends. */
   afterLayer?: number;
   /** This step's compute of this layer waits for this transfer. Greater than afterLayer. */

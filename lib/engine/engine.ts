@@ -430,6 +430,7 @@ class EngineImpl implements Engine {
       policy: this.policy,
       waiting: this.scheduler.numWaiting,
       running: this.scheduler.numRunning,
+      transfersInFlight: this.scheduler.transfersInFlight,
       kv: {
         device: { usedBlocks: kv.device.numUsed, totalBlocks: kv.device.numBlocks, bytes: kv.device.numBlocks * bb },
         host: { usedBlocks: kv.host.numUsed, totalBlocks: kv.host.numBlocks, bytes: kv.host.numBlocks * bb },

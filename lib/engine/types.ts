@@ -113,6 +113,8 @@ export interface EngineStats {
   policy: PolicyName;
   waiting: number;
   running: number;
+  /** Block copies in flight (an aborted request's blocks come back when its copies land). */
+  transfersInFlight: number;
   kv: { device: TierUsage; host: TierUsage };
   steps: number;
   /** Mean wall seconds of recent steps, and of the host's part of issuing one. */

@@ -18,7 +18,7 @@ test('chained hashes: key_i names the whole prefix, and the fingerprint separate
   assert.is(a[0], b[0]);
   assert.not.equal(a[1], b[1]);
   assert.not.equal(a[2], b[2], 'same chunk after a different prefix is a different key');
-  assert.ok(a.every((h) => /^[0-9a-f]{16}$/.test(h)));
+  assert.ok(a.every((h) => /^[0-9a-f]{64}$/.test(h)), 'the full 256-bit SHA-256');
   assert.not.equal(chainHashes(['x'], 'llama-2-7b')[0], chainHashes(['x'], 'llama-3.1-8b')[0]);
   assert.equal(chainHashes(['x', 'y', 'z']), a, 'deterministic');
 });
@@ -26,7 +26,7 @@ test('chained hashes: key_i names the whole prefix, and the fingerprint separate
 test('token-id hashes: one per full chunk, shared exactly on shared chunks', () => {
   const t1 = Int32Array.from({ length: 100 }, (_, i) => i);
   const t2 = Int32Array.from(t1);
-  t2[70] = -1;
+  t2[70] = 99999;
   const h1 = chunkHashesFromTokens(t1, 32);
   const h2 = chunkHashesFromTokens(t2, 32);
   assert.is(h1.length, 3);
@@ -35,6 +35,7 @@ test('token-id hashes: one per full chunk, shared exactly on shared chunks', () 
   // A subarray view hashes its own bytes, not its buffer's.
   assert.equal(chunkHashesFromTokens(t1.subarray(32), 32)[0], chunkHashesFromTokens(Int32Array.from(t1.subarray(32, 64)), 32)[0]);
   assert.throws(() => chunkHashesFromTokens(t1, 0), /chunkTokens must be an integer > 0, got 0/);
+  assert.throws(() => chunkHashesFromTokens(Int32Array.of(1, -1), 2), /token 1 = -1 is not a token id/);
 });
 
 test('LRU store: evicts the least recently used, touch refreshes', () => {

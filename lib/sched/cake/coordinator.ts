@@ -18,7 +18,7 @@
 //   - a step that ends TTFTs carries no front beside them;
 //   - a front step ends no later than the next waiting request's loads are expected to land.
 // The joint planner assumes exactly this. With one request these rules change nothing.
-import type { ChunkBlocks, StepPlan, StepResult } from '../../contract/plan.js';
+import type { ChunkLanding, StepPlan, StepResult } from '../../contract/plan.js';
 import type { SchedCore } from '../core.js';
 import type { SeqState } from '../request-state.js';
 import type { StepBuilder } from '../step-builder.js';
@@ -209,7 +209,7 @@ export class PrefixCoordinator {
     const kv = s.hold!.kv;
     const nb = p.chunkTokens / core.blockSize;
     const bytes = this.chunkBytes(s);
-    const dest: ChunkBlocks[] = [];
+    const dest: ChunkLanding[] = [];
     const moves = [];
     const release = [];
     for (let l = 0; l < core.numLayers; l++) {

@@ -1,0 +1,52 @@
+// A token bucket over bytes read, so one machine can emulate a store of a given bandwidth
+// (7-100 Gbps). A read reserves its bytes when it starts and may not complete before the
+// bucket has paid for them: completion = max(when the bytes actually landed, start + debt /
+// rate). The balance may go negative, so reads issued together complete one after another
+// at the capped rate, as on a link of that bandwidth. burstBytes is what an idle store may
+// deliver at once (0: none, every byte is paid for at the rate).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+namespace kvcake::store {
+
+class ReadThrottle {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // bytesPerSecond <= 0: no cap.
+  void configure(double bytesPerSecond, double burstBytes) {
+    std::lock_guard<std::mutex> lk(m_);
+    rate_ = bytesPerSecond > 0 ? bytesPerSecond : 0;
+    burst_ = burstBytes > 0 ? burstBytes : 0;
+    tokens_ = burst_;
+    last_ = Clock::now();
+  }
+
+  // The earliest time a read of `bytes` that starts now may complete.
+  Clock::time_point reserve(int64_t bytes) {
+    std::lock_guard<std::mutex> lk(m_);
+    const Clock::time_point now = Clock::now();
+    if (rate_ <= 0) return now;
+    const double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ += elapsed * rate_;
+    if (tokens_ > burst_) tokens_ = burst_;
+    tokens_ -= double(bytes);
+    if (tokens_ >= 0) return now;
+    return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / rate_));
+  }
+
+  double rate() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return rate_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  double rate_ = 0, burst_ = 0, tokens_ = 0;
+  Clock::time_point last_ = Clock::now();
+};
+
+}  // namespace kvcake::store
