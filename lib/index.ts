@@ -27,3 +27,7 @@ export { ModelRunner, createModelRunner } from './backend/model.js';
 export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardResult, ForwardWork } from './backend/model.js';
 // Models: config.json, safetensors, tokenizer, loadModel (lib/model).
 export * from './model/index.js';
+// The engine: continuous batching over real KV pools, with token streams (lib/engine).
+export { createEngine, EngineExecutor, engineCost, calibrateEngineCost, EngineBusyError, EngineClosedError } from './engine/index.js';
+export type { Engine, EngineOptions, EngineModel, GenerateOptions, Generation, GenerationResult, GenerationStats, TokenChunk, FinishReason as GenerationFinishReason, EngineStats, TierUsage, StepReport, SeqInfo, SeqTraffic, Calibration, CalibrateOptions, EngineCostOptions } from './engine/index.js';
+export { LinearCost, RooflineCost, type LinearCoefficients } from './cost/index.js';

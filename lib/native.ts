@@ -118,7 +118,7 @@ export interface NativeModelOps {
 }
 
 export interface NativeModelRunner {
-  forward(step: object, waitFor?: NativeEvent[]): { work: NativeEvent; appended: NativeEvent[] };
+  forward(step: object, waitFor?: NativeEvent[]): { work: NativeEvent; appended: NativeEvent[]; copies: NativeEvent[] };
   release(): void;
   readonly released: boolean;
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "core/completion_event.h"
 #include "core/model_ops.h"
 #include "core/validate.h"
 
@@ -230,6 +231,30 @@ void ModelRunner::validate(const ForwardStep& s) const {
   validateSampling(o, s.sampling, R);
   if (!s.waitBeforeLayer.empty() && int64_t(s.waitBeforeLayer.size()) != L)
     fail(o, ": waitBeforeLayer has ", s.waitBeforeLayer.size(), " entries but numLayers is ", L);
+  std::vector<int32_t> stage;
+  for (size_t i = 0; i < s.copies.size(); ++i) {
+    const LayerCopy& cp = s.copies[i];
+    try {
+      validateCopy(cp.op);
+    } catch (const ArgError& e) {
+      // validateCopy names itself "copyBlocks: ..."; say which copy of the step it was.
+      std::string m = e.what();
+      const std::string head = "copyBlocks: ";
+      if (m.rfind(head, 0) == 0) m = m.substr(head.size());
+      fail(o, ": copies[", i, "]: ", m);
+    }
+    if (cp.afterLayer < -1 || cp.afterLayer >= L) fail(o, ": copies[", i, "].afterLayer = ", cp.afterLayer, " is out of range [-1, ", L, ")");
+    if (cp.beforeLayer < -1 || cp.beforeLayer >= L) fail(o, ": copies[", i, "].beforeLayer = ", cp.beforeLayer, " is out of range [-1, ", L, ")");
+    int32_t st = cp.afterLayer;
+    for (size_t j = 0; j < cp.after.size(); ++j) {
+      const int32_t d = cp.after[j];
+      if (d < 0 || size_t(d) >= i) fail(o, ": copies[", i, "].after[", j, "] = ", d, " must name an earlier copy of this step, in [0, ", i, ")");
+      st = std::max(st, stage[size_t(d)]);
+    }
+    if (cp.beforeLayer >= 0 && cp.beforeLayer <= st)
+      fail(o, ": copies[", i, "] gates layer ", cp.beforeLayer, " but can start only after layer ", st);
+    stage.push_back(st);
+  }
 }
 
 MemoryPtr ModelRunner::workspace(Backend& be, size_t bytes) {
@@ -250,8 +275,36 @@ void ModelRunner::release() {
   workspace_.reset();
 }
 
+namespace {
+
+// The step's copies while it runs: which are issued (their real events), and placeholders the
+// caller got for those not issued yet (CPU issues them later, from the compute queue thread).
+struct StepCopies {
+  std::mutex m;
+  std::vector<EventPtr> issued;
+  std::vector<std::shared_ptr<CompletionEvent>> placeholder;
+  std::vector<int32_t> stage;
+  std::vector<std::vector<size_t>> gates;  // [L]: copies layer l waits for
+  // [L]: signalled once layer l's attention is done (its blocks are no longer read), for
+  // layers that have copies to issue after them; null elsewhere.
+  std::vector<EventPtr> layerDone;
+};
+
+// Completes the placeholders of copies a failed step never issued.
+struct UnissuedCopies {
+  std::shared_ptr<StepCopies> c;
+  ~UnissuedCopies() {
+    if (!c) return;
+    std::lock_guard<std::mutex> lk(c->m);
+    for (size_t i = 0; i < c->issued.size(); ++i)
+      if (!c->issued[i]) c->placeholder[i]->complete("forward: copies[" + std::to_string(i) + "] not issued: the step failed before it");
+  }
+};
+
+}  // namespace
+
 EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, std::vector<EventPtr>* appended,
-                              std::shared_ptr<ForwardResult> result) {
+                              std::shared_ptr<ForwardResult> result, std::vector<EventPtr>* copiesOut) {
   const ModelConfig c = config_;
   const int64_t T = int64_t(step.tokens.size());
   const int64_t R = int64_t(step.logitsRows.size());
@@ -287,8 +340,56 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
                    stagingBytes(a.pTables.size() * 4) + stagingBytes(a.dCtx.size() * 4) +
                    stagingBytes(a.pCtx.size() * 4) + stagingBytes(a.pStart.size() * 4) +
                    stagingBytes(size_t(R) * 4) + stagingBytes(st->invFreq.size() * 8);
-  std::vector<EventPtr> markers = op.markers;
-  op.body = [st, c, lay, T, R, markers](KernelSet& k) {
+  auto copies = std::make_shared<StepCopies>();
+  const size_t nCopies = st->step.copies.size();
+  copies->issued.resize(nCopies);
+  copies->gates.resize(size_t(c.numLayers));
+  copies->layerDone.resize(size_t(c.numLayers));
+  for (size_t i = 0; i < nCopies; ++i) {
+    copies->placeholder.push_back(std::make_shared<CompletionEvent>());
+    const LayerCopy& cp = st->step.copies[i];
+    int32_t stg = cp.afterLayer;
+    for (int32_t d : cp.after) stg = std::max(stg, copies->stage[size_t(d)]);
+    copies->stage.push_back(stg);
+    if (cp.beforeLayer >= 0) copies->gates[size_t(cp.beforeLayer)].push_back(i);
+    if (cp.afterLayer >= 0 && !copies->layerDone[size_t(cp.afterLayer)]) {
+      copies->layerDone[size_t(cp.afterLayer)] = be.createMarker();
+      op.markers.push_back(copies->layerDone[size_t(cp.afterLayer)]);
+    }
+  }
+  std::vector<EventPtr> markers(op.markers.begin(), op.markers.begin() + c.numLayers);
+  Backend* bep = &be;
+  // Issues the copies of one stage, in index order, on their tiers' queues. A copy after
+  // layer l starts once that layer's attention is done: it may overwrite blocks the layer
+  // reads (a staging set the next host layer reloads into).
+  auto issueStage = [st, copies, bep](int32_t stage) {
+    for (size_t i = 0; i < copies->stage.size(); ++i) {
+      if (copies->stage[i] != stage) continue;
+      LayerCopy& cp = st->step.copies[i];
+      Deps d = cp.deps;
+      if (cp.afterLayer >= 0) d.push_back(copies->layerDone[size_t(cp.afterLayer)]);
+      {
+        std::lock_guard<std::mutex> lk(copies->m);
+        for (int32_t j : cp.after) d.push_back(copies->issued[size_t(j)]);
+      }
+      EventPtr ev = bep->copyBlocks(cp.op, d);
+      auto ph = copies->placeholder[i];
+      ev->onComplete([ph](const std::string& err) { ph->complete(err); });
+      std::lock_guard<std::mutex> lk(copies->m);
+      copies->issued[i] = ev;
+    }
+  };
+  auto gate = [copies](KernelSet& k, int32_t layer) {
+    Deps d;
+    {
+      std::lock_guard<std::mutex> lk(copies->m);
+      for (size_t i : copies->gates[size_t(layer)]) d.push_back(copies->issued[i]);
+    }
+    if (!d.empty()) k.wait(d);
+  };
+  op.body = [st, c, lay, T, R, markers, copies, issueStage, gate](KernelSet& k) {
+    UnissuedCopies unissued{copies};
+    if (!copies->stage.empty()) issueStage(-1);
     const ForwardStep& s = st->step;
     const AttnPlan& a = st->attn;
     const ModelWeights& w = st->weights;
@@ -389,6 +490,7 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
       k.convert(cv);
 
       if (!s.waitBeforeLayer.empty()) k.wait(s.waitBeforeLayer[size_t(l)]);
+      gate(k, l);
       AttnAppendArgs ap;
       ap.layout = kvl;
       ap.pool = pool;
@@ -429,6 +531,10 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
         at.qStartLoc = dPStart;
         at.batch = a.bp;
         k.prefill(at);
+      }
+      if (copies->layerDone[size_t(l)]) {
+        k.signal(copies->layerDone[size_t(l)]);
+        issueStage(l);
       }
       ConvertArgs back;
       back.src = base + lay.oA;
@@ -475,7 +581,15 @@ EventPtr ModelRunner::forward(Backend& be, ForwardStep step, const Deps& deps, s
     sampleRows(logits, R, c.vocab, p, result->tokenIds.data(), result->logprobs.data());
     if (st->step.returnLogits) result->logits.assign(logits, logits + R * c.vocab);
   };
-  return be.compute(std::move(op), deps);
+  EventPtr ev = be.compute(std::move(op), deps);
+  if (copiesOut) {
+    // The real event where the copy is already issued (CUDA issues the whole step during
+    // this call), else its placeholder, completed when the copy completes.
+    std::lock_guard<std::mutex> lk(copies->m);
+    copiesOut->clear();
+    for (size_t i = 0; i < nCopies; ++i) copiesOut->push_back(copies->issued[i] ? copies->issued[i] : EventPtr(copies->placeholder[i]));
+  }
+  return ev;
 }
 
 }  // namespace kvcake

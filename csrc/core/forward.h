@@ -34,6 +34,19 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// A copy between pools that the step orders against its layers (the plan contract's
+// layer-bound transfers): issued once layer afterLayer's attention is done, so its blocks
+// are no longer read (-1: at the step's start), and once the earlier copies in `after` are
+// done; layer beforeLayer's append and attention wait for it (-1: none). Copies go to the
+// backend's queue for their tiers.
+struct LayerCopy {
+  CopyOp op;
+  int32_t afterLayer = -1;
+  int32_t beforeLayer = -1;
+  std::vector<int32_t> after;  // indices of earlier copies of this step
+  Deps deps;                   // earlier work it waits for as well
+};
+
 struct ForwardStep {
   Pool pool;
   std::vector<int32_t> tokens, positions, qStartLoc, contextLens;
@@ -44,6 +57,7 @@ struct ForwardStep {
   SamplingParams sampling;
   bool returnLogits = false;
   std::vector<Deps> waitBeforeLayer;  // empty or [L]
+  std::vector<LayerCopy> copies;
 };
 
 struct ForwardResult {
@@ -60,10 +74,10 @@ class ModelRunner {
 
   // Throws ArgError naming the first bad argument.
   void validate(const ForwardStep& step) const;
-  // Issues the step (validated). `appended` receives numLayers markers; `result` is
-  // filled before the returned event completes.
+  // Issues the step (validated). `appended` receives numLayers markers and `copies` one
+  // event per step copy; `result` is filled before the returned event completes.
   EventPtr forward(Backend& be, ForwardStep step, const Deps& deps, std::vector<EventPtr>* appended,
-                   std::shared_ptr<ForwardResult> result);
+                   std::shared_ptr<ForwardResult> result, std::vector<EventPtr>* copies = nullptr);
   // Drops the weights and the workspace (in-flight steps keep what they use).
   void release();
   bool released() const { return released_; }

@@ -100,11 +100,30 @@ Napi::Value ModelRunnerWrap::Forward(const Napi::CallbackInfo& info) {
       for (uint32_t l = 0; l < arr.Length(); ++l)
         s.waitBeforeLayer.push_back(toDeps(arr.Get(l), be, "forward: waitBeforeLayer[" + std::to_string(l) + "]"));
     }
+    Napi::Value cv = a.Get("copies");
+    if (!cv.IsUndefined() && !cv.IsNull()) {
+      if (!cv.IsArray()) typeError(env, "forward: copies must be an array");
+      auto arr = cv.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        const std::string p = "forward: copies[" + std::to_string(i) + "]";
+        Napi::Object co = toObject(arr.Get(i), p);
+        LayerCopy cp;
+        cp.op.src = PoolWrap::From(co.Get("src"), be, p + ".src");
+        cp.op.dst = PoolWrap::From(co.Get("dst"), be, p + ".dst");
+        cp.op.pairs = toInt32Vector(co.Get("pairs"), p + ".pairs");
+        Napi::Value al = co.Get("afterLayer"), bl = co.Get("beforeLayer"), af = co.Get("after");
+        if (!al.IsUndefined()) cp.afterLayer = int32_t(toInt(al, p + ".afterLayer", -1, INT32_MAX));
+        if (!bl.IsUndefined()) cp.beforeLayer = int32_t(toInt(bl, p + ".beforeLayer", -1, INT32_MAX));
+        if (!af.IsUndefined() && !af.IsNull()) cp.after = toInt32Vector(af, p + ".after");
+        cp.deps = toDeps(co.Get("waitFor"), be, p + ".waitFor");
+        s.copies.push_back(std::move(cp));
+      }
+    }
     Deps deps = toDeps(info[1], be, "forward: waitFor");
     runner_->validate(s);
     auto result = std::make_shared<ForwardResult>();
-    std::vector<EventPtr> appended;
-    EventPtr ev = runner_->forward(*be, std::move(s), deps, &appended, result);
+    std::vector<EventPtr> appended, copies;
+    EventPtr ev = runner_->forward(*be, std::move(s), deps, &appended, result, &copies);
     Napi::Object out = Napi::Object::New(env);
     out.Set("work", EventWrap::Make(env, ev, be, [result](Napi::Env e) -> Napi::Value {
       Napi::Object o = Napi::Object::New(e);
@@ -124,6 +143,9 @@ Napi::Value ModelRunnerWrap::Forward(const Napi::CallbackInfo& info) {
     auto arr = Napi::Array::New(env, appended.size());
     for (size_t l = 0; l < appended.size(); ++l) arr.Set(uint32_t(l), EventWrap::Make(env, appended[l], be));
     out.Set("appended", arr);
+    auto carr = Napi::Array::New(env, copies.size());
+    for (size_t i = 0; i < copies.size(); ++i) carr.Set(uint32_t(i), EventWrap::Make(env, copies[i], be));
+    out.Set("copies", carr);
     return out;
   });
 }

@@ -4,7 +4,7 @@
 // `appended[l]` Work that a later copyBlocks can wait on (offload what layer l wrote while
 // later layers compute).
 import { KVPool, Tensor, Work, nativeWaits, work, type Backend, type WaitList } from '../backend.js';
-import { native, type NativeModelRunner } from '../native.js';
+import { native, type NativeEvent, type NativeModelRunner } from '../native.js';
 import type { RopeScaling, SamplingParams } from './ops.js';
 
 export interface RunnerConfig {
@@ -72,6 +72,28 @@ export interface ForwardStep {
   waitFor?: WaitList;
   /** [L] layer l's append and attention wait natively on these. */
   waitBeforeLayer?: (WaitList | undefined)[];
+  /** Copies the step orders against its layers (see LayerCopy). */
+  copies?: LayerCopy[];
+}
+
+/**
+ * A block copy ordered against the step's layers: issued once layer `afterLayer`'s attention
+ * is done, so its blocks are no longer read (default: at the step's start), and once the
+ * copies of this step it names in `after` are done; layer `beforeLayer`'s append and attention wait for it. So a copy can
+ * both follow one layer and gate a later one: an offload out of a staging buffer that the
+ * next layer reuses, or a reload into it that must wait for that offload.
+ */
+export interface LayerCopy {
+  src: KVPool;
+  dst: KVPool;
+  /** [n][2] (srcBlock, dstBlock), destinations distinct. */
+  pairs: Int32Array;
+  afterLayer?: number;
+  beforeLayer?: number;
+  /** Indices of earlier copies of this step. */
+  after?: readonly number[];
+  /** Earlier work it waits for as well. */
+  waitFor?: WaitList;
 }
 
 export interface ForwardResult {
@@ -85,6 +107,8 @@ export interface ForwardWork {
   work: Work<ForwardResult>;
   /** [L] layer l's K/V are in the pool. Failures reject these too; they are pre-handled so an ignored one never crashes the process. */
   appended: Work[];
+  /** One per step copy, settled when it has run (pre-handled like `appended`). */
+  copies: Work[];
 }
 
 function handle(t: Tensor | undefined, name: string): unknown {
@@ -105,14 +129,21 @@ export class ModelRunner {
     if (typeof step !== 'object' || step === null) throw new TypeError('forward: step must be an object');
     if (!(step.pool instanceof KVPool)) throw new TypeError('forward: pool must be a KVPool');
     const waits = step.waitBeforeLayer?.map((l, i) => nativeWaits(l ?? [], `forward: waitBeforeLayer[${i}]`));
+    if (step.copies !== undefined && !Array.isArray(step.copies)) throw new TypeError('forward: copies must be an array');
+    const copies = step.copies?.map((c, i) => {
+      if (typeof c !== 'object' || c === null) throw new TypeError(`forward: copies[${i}] must be an object`);
+      if (!(c.src instanceof KVPool)) throw new TypeError(`forward: copies[${i}].src must be a KVPool`);
+      if (!(c.dst instanceof KVPool)) throw new TypeError(`forward: copies[${i}].dst must be a KVPool`);
+      return { ...c, src: c.src.handle, dst: c.dst.handle, after: c.after === undefined ? undefined : Int32Array.from(c.after), waitFor: nativeWaits(c.waitFor, `forward: copies[${i}].waitFor`) };
+    });
     const { waitFor, ...rest } = step;
-    const r = this.handle.forward({ ...rest, pool: step.pool.handle, waitBeforeLayer: waits }, nativeWaits(waitFor, 'forward: waitFor'));
-    const appended = r.appended.map((ev) => {
+    const r = this.handle.forward({ ...rest, pool: step.pool.handle, waitBeforeLayer: waits, copies }, nativeWaits(waitFor, 'forward: waitFor'));
+    const handled = (ev: NativeEvent) => {
       const w = work<void>(ev);
       w.catch(() => {});
       return w;
-    });
-    return { work: work<ForwardResult>(r.work, (v) => v as ForwardResult), appended };
+    };
+    return { work: work<ForwardResult>(r.work, (v) => v as ForwardResult), appended: r.appended.map(handled), copies: r.copies.map(handled) };
   }
 
   get released(): boolean {

@@ -6,3 +6,4 @@ export { RooflineCost, CALIBRATION, type CostOptions } from './roofline.js';
 export type { ModelSpec, GpuSpec } from './specs.js';
 export { kvBytesPerToken, kvBytesPerTokenLayer } from './specs.js';
 export { GPUS, MODELS, deployment, GPU_MEMORY_UTILIZATION, ACTIVATION_RESERVE, TP_EFFICIENCY, type GpuName, type ModelName } from './presets.js';
+export { LinearCost, type LinearCoefficients } from './linear.js';

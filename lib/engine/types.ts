@@ -38,7 +38,10 @@ export interface EngineOptions {
   /** Default SLOs for requests that give none (seconds). */
   ttftSlo?: number;
   tpotSlo?: number;
-  /** Called after every step. */
+  /** The cost model the scheduler plans with (default: a roofline over this machine's
+   *  measured FMA peak and copy bandwidth; see calibrateEngineCost for a fitted one). */
+  cost?: import('../cost/cost-model.js').CostModel;
+  /** Called after every step that computed something. */
   onStep?: (s: StepReport) => void;
 }
 

@@ -71,6 +71,10 @@ export async function runSteps(opts: StepLoopOptions): Promise<StepLoopResult> {
   let steps = 0;
   let computeSteps = 0;
   let stalls = 0;
+  // An empty plan first polls (what the scheduler and the executor have to report now,
+  // without waiting: a rejection, an abort, a transfer done); only an empty plan after a
+  // poll that changed nothing waits.
+  let polled = false;
   while (!opts.signal?.aborted) {
     const now = executor.now;
     if (!Number.isFinite(now)) throw new RangeError(`runSteps: the executor's clock must be finite, got ${now}`);
@@ -93,14 +97,19 @@ export async function runSteps(opts: StepLoopOptions): Promise<StepLoopResult> {
       // it keeps its own copy of the tables.
       result = await executor.execute(plan);
       if (plan.compute.length > 0) computeSteps++;
+    } else if (!polled) {
+      result = await executor.idle(now);
     } else {
       // Nothing to run: wait for a transfer to land, the next arrival, or (live) a wake-up.
       result = await executor.idle(arrivals.next(), arrivals.wake?.());
     }
+    const waited: boolean = polled && !busy && !carriesRecords(plan);
     const events = scheduler.onResult(plan, result);
     opts.onStep?.(plan, result, events);
-    const progressed = busy || carriesRecords(plan) || events.length > 0 || result.transfersDone.length > 0 || executor.now > now || arrivals.wake !== undefined;
-    stalls = progressed ? 0 : stalls + 1;
+    const progressed: boolean = busy || carriesRecords(plan) || events.length > 0 || result.transfersDone.length > 0 || (waited && (executor.now > now || arrivals.wake !== undefined));
+    polled = !progressed && !polled;
+    if (progressed) stalls = 0;
+    else if (waited) stalls++;
     if (stalls >= 3) {
       throw new Error(
         `runSteps: ${scheduler.name} stalled at t = ${now.toFixed(3)} s: it has work but plans nothing, and no transfer or arrival is pending (${executor.pendingTransfers} transfers in flight)`,

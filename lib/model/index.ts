@@ -17,4 +17,4 @@ export { expectedWeights, bindCheckpoint, WeightError, type WeightSpec, type Wei
 export { Tokenizer, DetokenizerStream, TokenizerError, type ChatMessage } from './tokenizer.js';
 export { resolveSampling, packSampling, type SamplingOptions, type ResolvedSampling, type SamplingArrays } from './sampling.js';
 export { ContiguousKv, type StepItem } from './contiguous-kv.js';
-export { Model, loadModel, type ModelSource, type LoadModelOptions, type GenerateOptions, type GenerateResult } from './model.js';
+export { Model, loadModel, type ModelSource, type LoadModelOptions, type ModelGenerateOptions, type ModelGenerateResult } from './model.js';

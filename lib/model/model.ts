@@ -28,7 +28,7 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
 }
 
-export interface GenerateOptions {
+export interface ModelGenerateOptions {
   maxTokens: number;
   sampling?: SamplingOptions;
   /** Stop after any of these ids (default: the config's EOS ids); the stop token is returned. */
@@ -43,7 +43,7 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
-export interface GenerateResult {
+export interface ModelGenerateResult {
   tokenIds: number[];
   finishReason: 'length' | 'stop';
   /** With returnLogits: [promptLen][vocab] for the prompt, then one row per generated token after the first. */
@@ -87,7 +87,7 @@ export class Model {
    * Generates up to maxTokens after `promptIds` for one sequence, on a pool of its own:
    * layer l's blocks are l * blocksPerLayer + j, so block tables and slots are arithmetic.
    */
-  async generate(promptIds: ArrayLike<number>, opts: GenerateOptions): Promise<GenerateResult> {
+  async generate(promptIds: ArrayLike<number>, opts: ModelGenerateOptions): Promise<ModelGenerateResult> {
     const c = this.config;
     const prompt = Int32Array.from(promptIds);
     if (prompt.length === 0) throw new RangeError('generate: promptIds is empty');
@@ -107,7 +107,7 @@ export class Model {
       dtype: opts.kvDtype ?? (this.dtype === 'fp32' ? 'fp32' : 'fp16'),
     });
     const wantLogits = opts.returnLogits === true;
-    const result: GenerateResult = { tokenIds: [], finishReason: 'length', ...(wantLogits ? { promptLogits: [], stepLogits: [] } : {}) };
+    const result: ModelGenerateResult = { tokenIds: [], finishReason: 'length', ...(wantLogits ? { promptLogits: [], stepLogits: [] } : {}) };
     const run = (item: StepItem) => {
       opts.signal?.throwIfAborted();
       return this.forward(kv.step([item], { returnLogits: wantLogits })).work;

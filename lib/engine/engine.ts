@@ -1,0 +1,515 @@
+// The engine: continuous batching of live requests on a model and real KV pools. One step
+// loop (lib/loop) runs in the background from creation to close: the scheduler plans, the
+// EngineExecutor runs the plan on the native ops, and the scheduler's events become each
+// request's token stream.
+import { createBackend, type Backend, type KVPool } from '../backend.js';
+import type { DType } from '../backend/dtype.js';
+import type { CostModel } from '../cost/cost-model.js';
+import type { SeqEvent } from '../contract/events.js';
+import type { Request } from '../contract/request.js';
+import { runSteps, type Arrivals } from '../loop/step-loop.js';
+import { loadModel, type Model } from '../model/model.js';
+import { resolveSampling } from '../model/sampling.js';
+import type { DetokenizerStream, Tokenizer } from '../model/tokenizer.js';
+import { createScheduler, POLICIES, type PolicyName } from '../sched/index.js';
+import type { Scheduler } from '../sched/scheduler.js';
+import { engineCost } from './cost.js';
+import { EngineExecutor, type SeqInfo } from './executor.js';
+import { EngineBusyError, EngineClosedError, type Engine, type EngineOptions, type EngineStats, type FinishReason, type GenerateOptions, type Generation, type GenerationResult, type StepReport, type TokenChunk } from './types.js';
+
+/** Requests from generate(), handed to the step loop as they come. */
+class LiveArrivals implements Arrivals {
+  private queue: Request[] = [];
+  private poked = false;
+  private waiter: (() => void) | null = null;
+  open = true;
+
+  push(r: Request): void {
+    this.queue.push(r);
+    this.poke();
+  }
+  /** Something changed (an arrival, an abort, close): the loop looks again. */
+  poke(): void {
+    this.poked = true;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+  take(): Request[] {
+    const out = this.queue;
+    this.queue = [];
+    return out;
+  }
+  next(): number {
+    return Infinity;
+  }
+  /** Withdraws a request the loop has not taken yet; false when it was taken. */
+  remove(id: string): boolean {
+    const i = this.queue.findIndex((r) => r.id === id);
+    if (i < 0) return false;
+    this.queue.splice(i, 1);
+    return true;
+  }
+  wake(): Promise<void> {
+    if (this.poked) {
+      this.poked = false;
+      return Promise.resolve();
+    }
+    return new Promise((res) => {
+      this.waiter = () => {
+        this.poked = false;
+        res();
+      };
+    });
+  }
+}
+
+/** One request's stream: tokens pushed by the loop, pulled by the caller's iterator. */
+class GenerationState implements Generation {
+  readonly result: Promise<GenerationResult>;
+  private resolveResult!: (r: GenerationResult) => void;
+  private rejectResult!: (e: Error) => void;
+  private chunks: TokenChunk[] = [];
+  private pull: (() => void) | null = null;
+  private ended = false;
+  private error: Error | null = null;
+  readonly tokenIds: number[] = [];
+  text = '';
+  firstAt = NaN;
+  lastAt = NaN;
+  preemptions = 0;
+  /** Set when the engine ended the request for a stop string (reported as 'stop'). */
+  stoppedByString = false;
+
+  constructor(
+    readonly requestId: string,
+    readonly promptTokens: number,
+    readonly startedAt: number,
+    readonly detok: DetokenizerStream | null,
+    readonly stopStrings: readonly string[],
+    readonly onCancel: () => void,
+  ) {
+    this.result = new Promise((res, rej) => {
+      this.resolveResult = res;
+      this.rejectResult = rej;
+    });
+    // A caller that only iterates must not see an unhandled rejection from `result`.
+    this.result.catch(() => {});
+  }
+
+  push(c: TokenChunk): void {
+    this.chunks.push(c);
+    this.wakeReader();
+  }
+
+  finish(r: GenerationResult): void {
+    this.ended = true;
+    this.resolveResult(r);
+    this.wakeReader();
+  }
+
+  fail(e: Error): void {
+    this.ended = true;
+    this.error = e;
+    this.rejectResult(e);
+    this.wakeReader();
+  }
+
+  private wakeReader(): void {
+    const p = this.pull;
+    this.pull = null;
+    p?.();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<TokenChunk> {
+    return {
+      next: async (): Promise<IteratorResult<TokenChunk>> => {
+        for (;;) {
+          const c = this.chunks.shift();
+          if (c) return { value: c, done: false };
+          if (this.error) throw this.error;
+          if (this.ended) return { value: undefined, done: true };
+          await new Promise<void>((res) => (this.pull = res));
+        }
+      },
+      // A caller that stops iterating early cancels the request.
+      return: async (): Promise<IteratorResult<TokenChunk>> => {
+        if (!this.ended) this.onCancel();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+}
+
+function positiveInt(name: string, v: unknown, d: number, max = 2 ** 31 - 1): number {
+  const x = v ?? d;
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1 || x > max) throw new RangeError(`createEngine: ${name} must be an integer in [1, ${max}], got ${String(x)}`);
+  return x;
+}
+
+function bytesOpt(name: string, v: unknown, d: number | undefined): number {
+  const x = v ?? d;
+  if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new RangeError(`createEngine: ${name} must be a finite number of bytes >= 0, got ${String(x)}`);
+  return x;
+}
+
+const SUPPORTED_BLOCK_SIZES = [8, 16, 32, 64, 128, 256];
+
+class EngineImpl implements Engine {
+  readonly modelName: string;
+  readonly backend: 'cpu' | 'cuda';
+  readonly policy: PolicyName;
+  readonly tokenizer: Tokenizer | null;
+  private readonly be: Backend;
+  private readonly model: Model;
+  private readonly pools: { device: KVPool; host: KVPool };
+  private readonly scheduler: Scheduler;
+  private readonly executor: EngineExecutor;
+  private readonly arrivals = new LiveArrivals();
+  private readonly gens = new Map<string, GenerationState>();
+  private readonly infos = new Map<string, SeqInfo>();
+  private readonly t0 = performance.now();
+  private readonly stop = new AbortController();
+  private readonly loop: Promise<void>;
+  private loopError: Error | null = null;
+  private closed = false;
+  private nextId = 0;
+  private steps = 0;
+  private stepEwma = 0;
+  private issueEwma = 0;
+  private readonly maxWaiting: number;
+  private readonly opts: EngineOptions;
+  private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
+
+  constructor(o: { opts: EngineOptions; be: Backend; model: Model; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
+    this.opts = o.opts;
+    this.be = o.be;
+    this.backend = o.be.name;
+    this.model = o.model;
+    this.pools = o.pools;
+    this.policy = o.policy;
+    this.maxWaiting = o.maxWaiting;
+    this.tokenizer = o.model.tokenizer;
+    this.modelName = typeof o.opts.model === 'string' ? o.opts.model : `dummy ${o.model.config.architecture} ${o.model.config.numLayers}x${o.model.config.hiddenSize}`;
+    const blockSize = o.pools.device.layout.blockSize;
+    this.scheduler = createScheduler({
+      policy: o.policy,
+      cost: o.cost,
+      blockSize,
+      deviceBlocks: o.pools.device.numBlocks,
+      hostBlocks: o.hostBlocks,
+      maxBatchedTokens: o.opts.maxBatchedTokens ?? 2048,
+      maxRunning: o.opts.maxRunning ?? 256,
+      preemption: o.opts.preemption ?? 'recompute',
+    });
+    this.executor = new EngineExecutor(o.model, o.pools, (seq) => this.infos.get(seq), () => this.now());
+    this.loop = runSteps({
+      scheduler: this.scheduler,
+      executor: this.executor,
+      arrivals: this.arrivals,
+      signal: this.stop.signal,
+      maxSteps: Number.MAX_SAFE_INTEGER,
+      onStep: (plan, result, events) => {
+        this.steps++;
+        const secs = result.end - result.start;
+        if (plan.compute.length > 0) {
+          this.stepEwma = this.stepEwma === 0 ? secs : 0.9 * this.stepEwma + 0.1 * secs;
+          this.issueEwma = this.issueEwma === 0 ? this.executor.lastIssueSeconds : 0.9 * this.issueEwma + 0.1 * this.executor.lastIssueSeconds;
+        }
+        this.dispatch(events);
+        if (this.opts.onStep && plan.compute.length > 0) {
+          let prefill = 0;
+          let decode = 0;
+          for (const c of plan.compute) if (c.phase === 'decode') decode += c.tokens;
+          else prefill += c.tokens;
+          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, stats: this.stats() };
+          this.opts.onStep(report);
+        }
+      },
+    }).then(
+      () => undefined,
+      (err: Error) => {
+        this.loopError = err;
+        for (const g of this.gens.values()) g.fail(new Error(`kvcake engine stopped: ${err.message}`));
+        this.gens.clear();
+      },
+    );
+  }
+
+  private now(): number {
+    return (performance.now() - this.t0) / 1000;
+  }
+
+  generate(prompt: string | readonly number[] | Int32Array, opts: GenerateOptions = {}): Generation {
+    if (this.closed) throw new EngineClosedError('generate: the engine is closed');
+    if (this.loopError) throw new Error(`generate: the engine stopped: ${this.loopError.message}`);
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('generate: options must be an object');
+    const c = this.model.config;
+    let ids: Int32Array;
+    if (typeof prompt === 'string') {
+      if (!this.tokenizer) throw new TypeError('generate: this model has no tokenizer; pass token ids');
+      ids = Int32Array.from(this.tokenizer.encode(prompt));
+    } else if (prompt instanceof Int32Array || Array.isArray(prompt)) {
+      ids = Int32Array.from(prompt as ArrayLike<number>);
+      for (let i = 0; i < ids.length; i++) {
+        const v = (prompt as ArrayLike<number>)[i];
+        if (!Number.isInteger(v) || v < 0 || v >= c.vocabSize) throw new RangeError(`generate: prompt[${i}] = ${v} is not a token id in [0, ${c.vocabSize})`);
+      }
+    } else {
+      throw new TypeError('generate: prompt must be a string or an array of token ids');
+    }
+    if (ids.length === 0) throw new RangeError('generate: the prompt is empty');
+    const maxTokens = opts.maxTokens ?? 256;
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new RangeError(`generate: maxTokens must be an integer >= 1, got ${maxTokens}`);
+    if (ids.length + maxTokens > c.maxContextLen) throw new RangeError(`generate: prompt (${ids.length}) + maxTokens (${maxTokens}) = ${ids.length + maxTokens} exceeds the model's context of ${c.maxContextLen} tokens`);
+    const sampling = resolveSampling({ temperature: opts.temperature, topK: opts.topK, topP: opts.topP, seed: opts.seed }, 'generate');
+    const stopIds = new Set<number>(opts.ignoreEos ? [] : c.eosTokenIds);
+    const stopStrings: string[] = [];
+    for (const [i, s] of (opts.stop ?? []).entries()) {
+      if (typeof s === 'number') {
+        if (!Number.isInteger(s) || s < 0 || s >= c.vocabSize) throw new RangeError(`generate: stop[${i}] = ${s} is not a token id in [0, ${c.vocabSize})`);
+        stopIds.add(s);
+      } else if (typeof s === 'string' && s.length > 0) {
+        if (!this.tokenizer) throw new TypeError(`generate: stop[${i}] is a string, and this model has no tokenizer to decode text`);
+        stopStrings.push(s);
+      } else {
+        throw new TypeError(`generate: stop[${i}] must be a non-empty string or a token id`);
+      }
+    }
+    for (const k of ['ttftSlo', 'tpotSlo'] as const) {
+      const v = opts[k];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new RangeError(`generate: ${k} must be a finite number of seconds > 0, got ${v}`);
+    }
+    if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new TypeError('generate: signal must be an AbortSignal');
+    const id = opts.requestId ?? `req-${this.nextId++}`;
+    if (typeof id !== 'string' || id.length === 0) throw new TypeError('generate: requestId must be a non-empty string');
+    if (this.gens.has(id)) throw new RangeError(`generate: requestId ${id} is already in use`);
+    if (this.scheduler.numWaiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${this.scheduler.numWaiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
+    if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('generate: aborted before it started');
+    const now = this.now();
+    const g = new GenerationState(id, ids.length, now, this.tokenizer?.createStream({ promptIds: ids }) ?? null, stopStrings, () => this.cancel(id));
+    this.gens.set(id, g);
+    this.infos.set(id, { promptLen: ids.length, sampling });
+    this.totals.requests++;
+    this.totals.promptTokens += ids.length;
+    const req: Request = {
+      id,
+      arrival: now,
+      promptLen: ids.length,
+      promptTokens: ids,
+      maxNewTokens: maxTokens,
+      stopTokenIds: [...stopIds],
+      sampling,
+      ttftSlo: opts.ttftSlo ?? this.opts.ttftSlo,
+      tpotSlo: opts.tpotSlo ?? this.opts.tpotSlo,
+    };
+    opts.signal?.addEventListener('abort', () => this.cancel(id), { once: true });
+    this.arrivals.push(req);
+    return g;
+  }
+
+  /** Cancels a request from the caller's side (signal, early return of the iterator). */
+  private cancel(id: string): void {
+    const g = this.gens.get(id);
+    if (!g) return;
+    // Not taken by the loop yet: the scheduler never sees it.
+    if (this.arrivals.remove(id)) {
+      this.gens.delete(id);
+      this.infos.delete(id);
+      this.totals.aborted++;
+      g.finish(this.resultOf(g, 'abort'));
+      return;
+    }
+    this.scheduler.abort(id, 'aborted by the caller');
+    this.arrivals.poke();
+  }
+
+  private dispatch(events: readonly SeqEvent[]): void {
+    for (const e of events) {
+      const g = this.gens.get(e.seq);
+      if (!g) continue;
+      switch (e.kind) {
+        case 'first-token':
+        case 'token': {
+          if (g.stoppedByString) break;
+          const token = e.token!;
+          g.tokenIds.push(token);
+          this.totals.generatedTokens++;
+          if (Number.isNaN(g.firstAt)) g.firstAt = e.at;
+          g.lastAt = e.at;
+          let text = g.detok ? g.detok.push(token) : '';
+          if (g.stopStrings.length > 0) {
+            const before = g.text.length;
+            const all = g.text + text;
+            let cut = -1;
+            for (const s of g.stopStrings) {
+              const at = all.indexOf(s, Math.max(0, before - s.length + 1));
+              if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+            }
+            if (cut >= 0) {
+              text = all.slice(before, cut);
+              g.text = all.slice(0, cut);
+              g.stoppedByString = true;
+              g.push({ tokenId: token, text });
+              this.scheduler.abort(e.seq, 'stop string');
+              this.arrivals.poke();
+              break;
+            }
+          }
+          g.text += text;
+          g.push({ tokenId: token, text });
+          break;
+        }
+        case 'preempted':
+          g.preemptions++;
+          this.totals.preemptions++;
+          break;
+        case 'finished':
+          this.end(g, e.finishReason ?? 'length');
+          break;
+        case 'aborted':
+          this.end(g, g.stoppedByString ? 'stop' : 'abort');
+          break;
+        case 'rejected':
+          this.gens.delete(e.seq);
+          this.infos.delete(e.seq);
+          this.totals.rejected++;
+          g.fail(new RangeError(`generate: request rejected: ${e.reason}`));
+          break;
+      }
+    }
+  }
+
+  private end(g: GenerationState, reason: FinishReason): void {
+    if (g.detok && reason !== 'stop') {
+      const tail = g.detok.flush();
+      if (tail) {
+        g.text += tail;
+        g.push({ tokenId: -1, text: tail });
+      }
+    }
+    this.gens.delete(g.requestId);
+    this.infos.delete(g.requestId);
+    if (reason === 'abort') this.totals.aborted++;
+    else this.totals.finished++;
+    g.finish(this.resultOf(g, reason));
+  }
+
+  private resultOf(g: GenerationState, reason: FinishReason): GenerationResult {
+    const tr = this.executor.trafficOf(g.requestId);
+    this.totals.offloadedBytes += tr.offloadedBytes;
+    this.totals.loadedBytes += tr.loadedBytes;
+    const n = g.tokenIds.length;
+    const end = Number.isNaN(g.lastAt) ? this.now() : g.lastAt;
+    return {
+      text: g.text,
+      tokenIds: [...g.tokenIds],
+      stats: {
+        requestId: g.requestId,
+        finishReason: reason,
+        promptTokens: g.promptTokens,
+        cachedTokens: 0,
+        generatedTokens: n,
+        ttft: Number.isNaN(g.firstAt) ? NaN : g.firstAt - g.startedAt,
+        tpot: n > 1 ? (g.lastAt - g.firstAt) / (n - 1) : NaN,
+        e2e: end - g.startedAt,
+        offloadedBytes: tr.offloadedBytes,
+        loadedBytes: tr.loadedBytes,
+        preemptions: g.preemptions,
+      },
+    };
+  }
+
+  stats(): EngineStats {
+    const kv = this.scheduler.kv;
+    const bb = this.pools.device.blockBytes;
+    return {
+      backend: this.backend,
+      policy: this.policy,
+      waiting: this.scheduler.numWaiting,
+      running: this.scheduler.numRunning,
+      kv: {
+        device: { usedBlocks: kv.device.numUsed, totalBlocks: kv.device.numBlocks, bytes: kv.device.numBlocks * bb },
+        host: { usedBlocks: kv.host.numUsed, totalBlocks: kv.host.numBlocks, bytes: kv.host.numBlocks * bb },
+      },
+      steps: this.steps,
+      stepSeconds: this.stepEwma,
+      issueSeconds: this.issueEwma,
+      totals: { ...this.totals },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return this.loop;
+    this.closed = true;
+    for (const id of [...this.gens.keys()]) this.cancel(id);
+    // Let the loop deliver the aborts and drain transfers, then stop it.
+    const deadline = Date.now() + 30_000;
+    while ((this.scheduler.hasWork() || this.gens.size > 0) && !this.loopError && Date.now() < deadline) {
+      this.arrivals.poke();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.arrivals.open = false;
+    this.stop.abort();
+    this.arrivals.poke();
+    await this.loop;
+    this.pools.device.release();
+    this.pools.host.release();
+    this.model.release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** @internal Live bytes per tier, for tests that everything was freed. */
+  liveBytes(): { device: number; host: number } {
+    return { device: this.be.liveBytes('device'), host: this.be.liveBytes('host') };
+  }
+}
+
+/** Loads the model, sizes the KV pools and starts the step loop. */
+export async function createEngine(opts: EngineOptions): Promise<Engine> {
+  if (!opts || typeof opts !== 'object') throw new TypeError('createEngine: options object required');
+  if (opts.backend !== 'cpu' && opts.backend !== 'cuda') throw new RangeError(`createEngine: backend must be 'cpu' or 'cuda', got ${JSON.stringify(opts.backend)}`);
+  const policy = opts.policy ?? 'baseline';
+  if (!POLICIES.includes(policy)) throw new RangeError(`createEngine: policy must be one of ${POLICIES.join(', ')}, got ${String(policy)}`);
+  const blockSize = positiveInt('blockSize', opts.blockSize, 16, 256);
+  if (!SUPPORTED_BLOCK_SIZES.includes(blockSize)) throw new RangeError(`createEngine: blockSize must be one of ${SUPPORTED_BLOCK_SIZES.join(', ')}, got ${blockSize}`);
+  positiveInt('maxBatchedTokens', opts.maxBatchedTokens, 2048, 1 << 20);
+  positiveInt('maxRunning', opts.maxRunning, 256, 65536);
+  const maxWaiting = opts.maxWaiting === undefined ? Infinity : positiveInt('maxWaiting', opts.maxWaiting, 1);
+  const deviceKvBytes = bytesOpt('deviceKvBytes', opts.deviceKvBytes, undefined);
+  const hostKvBytes = bytesOpt('hostKvBytes', opts.hostKvBytes, 0);
+  if (opts.dtype !== undefined && !['fp32', 'fp16', 'bf16'].includes(opts.dtype)) throw new RangeError(`createEngine: dtype must be 'fp32', 'fp16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
+  const be = createBackend({ backend: opts.backend });
+  const src = typeof opts.model === 'string' ? { backend: be, dir: opts.model } : { backend: be, config: opts.model.config, dummySeed: opts.model.dummySeed ?? 0 };
+  const model = await loadModel(src, { dtype: opts.dtype ?? (typeof opts.model === 'string' ? undefined : 'fp32') });
+  let pools: { device: KVPool; host: KVPool } | null = null;
+  try {
+    const c = model.config;
+    const kvDtype: DType = model.dtype;
+    const layout = { numKvHeads: c.numKvHeads, headDim: c.headDim, blockSize, dtype: kvDtype };
+    const blockBytes = 2 * c.numKvHeads * c.headDim * blockSize * (kvDtype === 'fp32' ? 4 : 2);
+    const deviceBlocks = Math.floor(deviceKvBytes / blockBytes);
+    if (deviceBlocks < c.numLayers) {
+      throw new RangeError(`createEngine: deviceKvBytes = ${deviceKvBytes} holds ${deviceBlocks} blocks of ${blockBytes} bytes; the model needs at least one block per layer (${c.numLayers} blocks, ${c.numLayers * blockBytes} bytes)`);
+    }
+    const hostBlocks = Math.floor(hostKvBytes / blockBytes);
+    pools = {
+      device: be.createPool({ tier: 'device', numBlocks: deviceBlocks, ...layout }),
+      host: be.createPool({ tier: 'host', numBlocks: Math.max(1, hostBlocks), ...layout }),
+    };
+    const cost = opts.cost ?? engineCost(model, { deviceKvBytes: deviceBlocks * blockBytes });
+    // A pool cannot be empty: with no host memory the host pool has one block the scheduler
+    // never hands out.
+    return new EngineImpl({ opts, be, model, pools, hostBlocks, cost, policy, maxWaiting });
+  } catch (err) {
+    pools?.device.release();
+    pools?.host.release();
+    model.release();
+    throw err;
+  }
+}
+
+export type { EngineImpl };
