@@ -10,7 +10,8 @@ import type { Request } from '../contract/request.js';
 import { runSteps, type Arrivals } from '../loop/step-loop.js';
 import { loadModel, type Model } from '../model/model.js';
 import { resolveSampling } from '../model/sampling.js';
-import type { DetokenizerStream, Tokenizer } from '../model/tokenizer.js';
+import { Tokenizer, type DetokenizerStream } from '../model/tokenizer.js';
+import type { ModelConfig } from '../model/config.js';
 import { createScheduler, POLICIES, type PolicyName } from '../sched/index.js';
 import type { Scheduler } from '../sched/scheduler.js';
 import { engineCost } from './cost.js';
@@ -160,6 +161,7 @@ class EngineImpl implements Engine {
   readonly backend: 'cpu' | 'cuda';
   readonly policy: PolicyName;
   readonly tokenizer: Tokenizer | null;
+  readonly config: ModelConfig;
   private readonly be: Backend;
   private readonly model: Model;
   private readonly pools: { device: KVPool; host: KVPool };
@@ -181,7 +183,7 @@ class EngineImpl implements Engine {
   private readonly opts: EngineOptions;
   private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
 
-  constructor(o: { opts: EngineOptions; be: Backend; model: Model; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
+  constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
     this.opts = o.opts;
     this.be = o.be;
     this.backend = o.be.name;
@@ -189,7 +191,8 @@ class EngineImpl implements Engine {
     this.pools = o.pools;
     this.policy = o.policy;
     this.maxWaiting = o.maxWaiting;
-    this.tokenizer = o.model.tokenizer;
+    this.tokenizer = o.tokenizer ?? o.model.tokenizer;
+    this.config = o.model.config;
     this.modelName = typeof o.opts.model === 'string' ? o.opts.model : `dummy ${o.model.config.architecture} ${o.model.config.numLayers}x${o.model.config.hiddenSize}`;
     const blockSize = o.pools.device.layout.blockSize;
     this.scheduler = createScheduler({
@@ -484,7 +487,15 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
   if (opts.dtype !== undefined && !['fp32', 'fp16', 'bf16'].includes(opts.dtype)) throw new RangeError(`createEngine: dtype must be 'fp32', 'fp16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
   const be = createBackend({ backend: opts.backend });
   const src = typeof opts.model === 'string' ? { backend: be, dir: opts.model } : { backend: be, config: opts.model.config, dummySeed: opts.model.dummySeed ?? 0 };
+  // A dummy model's tokenizer comes from its own directory (the weights are made up, the
+  // tokenizer is real); dummy weights sample every id, so the tokenizer must cover them all.
+  const tokenizerDir = typeof opts.model === 'string' ? undefined : opts.model.tokenizerDir;
+  const tokenizer = tokenizerDir === undefined ? null : await Tokenizer.fromDir(tokenizerDir);
   const model = await loadModel(src, { dtype: opts.dtype ?? (typeof opts.model === 'string' ? undefined : 'fp32') });
+  if (tokenizer && tokenizer.vocabSize < model.config.vocabSize) {
+    model.release();
+    throw new RangeError(`createEngine: the tokenizer in ${tokenizerDir} has ${tokenizer.vocabSize} tokens, fewer than the config's vocab_size ${model.config.vocabSize}; dummy weights would sample ids it cannot decode`);
+  }
   let pools: { device: KVPool; host: KVPool } | null = null;
   try {
     const c = model.config;
@@ -503,7 +514,7 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     const cost = opts.cost ?? engineCost(model, { deviceKvBytes: deviceBlocks * blockBytes });
     // A pool cannot be empty: with no host memory the host pool has one block the scheduler
     // never hands out.
-    return new EngineImpl({ opts, be, model, pools, hostBlocks, cost, policy, maxWaiting });
+    return new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting });
   } catch (err) {
     pools?.device.release();
     pools?.host.release();
