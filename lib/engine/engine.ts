@@ -36,6 +36,10 @@ class LiveArrivals implements Arrivals {
     this.waiter = null;
     w?.();
   }
+  /** Requests pushed and not yet taken by the loop. */
+  get pending(): number {
+    return this.queue.length;
+  }
   take(): Request[] {
     const out = this.queue;
     this.queue = [];
@@ -81,6 +85,8 @@ class GenerationState implements Generation {
   preemptions = 0;
   /** Set when the engine ended the request for a stop string (reported as 'stop'). */
   stoppedByString = false;
+  /** Decoded text not streamed yet because it may be the start of a stop string. */
+  held = '';
 
   constructor(
     readonly requestId: string,
@@ -287,7 +293,9 @@ class EngineImpl implements Engine {
     const id = opts.requestId ?? `req-${this.nextId++}`;
     if (typeof id !== 'string' || id.length === 0) throw new TypeError('generate: requestId must be a non-empty string');
     if (this.gens.has(id)) throw new RangeError(`generate: requestId ${id} is already in use`);
-    if (this.scheduler.numWaiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${this.scheduler.numWaiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
+    // Requests the loop has not taken yet are waiting too: a burst between two steps counts.
+    const waiting = this.scheduler.numWaiting + this.arrivals.pending;
+    if (waiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${waiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
     if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('generate: aborted before it started');
     const now = this.now();
     const g = new GenerationState(id, ids.length, now, this.tokenizer?.createStream({ promptIds: ids }) ?? null, stopStrings, () => this.cancel(id));
@@ -342,15 +350,19 @@ class EngineImpl implements Engine {
           g.lastAt = e.at;
           let text = g.detok ? g.detok.push(token) : '';
           if (g.stopStrings.length > 0) {
+            // g.text is what was streamed; a stop string can only begin after it, because a
+            // tail that could begin one is held back until it can no longer.
             const before = g.text.length;
-            const all = g.text + text;
+            const tail = g.held + text;
+            const all = g.text + tail;
             let cut = -1;
             for (const s of g.stopStrings) {
-              const at = all.indexOf(s, Math.max(0, before - s.length + 1));
+              const at = all.indexOf(s, before);
               if (at >= 0 && (cut < 0 || at < cut)) cut = at;
             }
             if (cut >= 0) {
               text = all.slice(before, cut);
+              g.held = '';
               g.text = all.slice(0, cut);
               g.stoppedByString = true;
               g.push({ tokenId: token, text });
@@ -358,6 +370,17 @@ class EngineImpl implements Engine {
               this.arrivals.poke();
               break;
             }
+            let hold = 0;
+            for (const s of g.stopStrings) {
+              for (let k = Math.min(s.length - 1, tail.length); k > hold; k--) {
+                if (all.endsWith(s.slice(0, k))) {
+                  hold = k;
+                  break;
+                }
+              }
+            }
+            text = tail.slice(0, tail.length - hold);
+            g.held = tail.slice(tail.length - hold);
           }
           g.text += text;
           g.push({ tokenId: token, text });
@@ -384,6 +407,11 @@ class EngineImpl implements Engine {
   }
 
   private end(g: GenerationState, reason: FinishReason): void {
+    if (g.held && !g.stoppedByString) {
+      g.text += g.held;
+      g.push({ tokenId: -1, text: g.held });
+      g.held = '';
+    }
     if (g.detok && reason !== 'stop') {
       const tail = g.detok.flush();
       if (tail) {
@@ -429,7 +457,7 @@ class EngineImpl implements Engine {
     return {
       backend: this.backend,
       policy: this.policy,
-      waiting: this.scheduler.numWaiting,
+      waiting: this.scheduler.numWaiting + this.arrivals.pending,
       running: this.scheduler.numRunning,
       kv: {
         device: { usedBlocks: kv.device.numUsed, totalBlocks: kv.device.numBlocks, bytes: kv.device.numBlocks * bb },
