@@ -165,7 +165,7 @@ function describe(errors: ErrorObject[]): ApiError {
   else if (e.keyword === 'type') {
     const types = String((e.params as { type: string }).type).split(',').filter((t) => t !== 'null');
     const named = types.map((t) => (t === 'integer' || t === 'object' || t === 'array' ? `an ${t}` : `a ${t}`)).join(' or ');
-    msg = typeof e.data === 'number' ? `must be a finite number, got ${e.data}` : `must be ${named}, got ${jsonType(e.data)}`;
+    msg = typeof e.data === 'number' && !Number.isFinite(e.data) ? `must be a finite number, got ${e.data}` : `must be ${named}, got ${jsonType(e.data)}`;
   }
   return invalid(param, param ? `${param} ${msg}` : `request body ${msg}`);
 }

@@ -14,7 +14,7 @@
 // beyond body-parser; hono targets Web-standard Request/Response, and SSE with Node
 // backpressure would go through an adapter.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { ApiError } from './errors.js';
 import { OpenAIService, type ServiceOptions } from './service.js';
 
@@ -95,7 +95,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const svc = new OpenAIService(opts);
   const app = Fastify({
     logger: opts.logger ?? false,
-    disableRequestLogging: true,
+    // One line per request would drown a busy server's log; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
     // Streams can run for minutes; the request itself (headers + body) must arrive in 60 s.
     requestTimeout: 60_000,
     return503OnClosing: true,

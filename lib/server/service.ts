@@ -21,12 +21,10 @@ export interface ServiceOptions {
   apiKey?: string | null;
   /** Largest request body in bytes; larger is a 413 (default 4 MiB). */
   maxBodyBytes?: number;
-  /** Context length of the model: prompt + max_tokens must fit (default 8192). */
+  /** Context length: prompt + max_tokens must fit (default and upper bound: the model's). */
   maxModelLen?: number;
   /** Longest prompt in tokens; longer is a 400 (default: maxModelLen - 1). */
   maxPromptTokens?: number;
-  /** Token ids in prompts must be below this (default: the tokenizer's vocabulary, else 2^31 - 1). */
-  vocabSize?: number;
   /** max_tokens of a chat request that gives none (default 512; completions default to 16 as OpenAI's do). */
   defaultMaxTokens?: number;
   /** Retry-After seconds on 429 (engine queue full) and 503 (shutting down); default 1. */
@@ -67,9 +65,10 @@ export class OpenAIService {
     };
     this.engine = o.engine;
     this.modelName = o.modelName ?? o.engine.modelName;
-    this.maxModelLen = posInt('maxModelLen', o.maxModelLen, 8192);
+    const ctx = o.engine.config.maxContextLen;
+    this.maxModelLen = posInt('maxModelLen', o.maxModelLen, ctx);
+    if (this.maxModelLen > ctx) throw new RangeError(`OpenAIService: maxModelLen = ${this.maxModelLen} exceeds the model's context of ${ctx} tokens`);
     this.maxPromptTokens = posInt('maxPromptTokens', o.maxPromptTokens, Math.max(1, this.maxModelLen - 1));
-    const vocab = posInt('vocabSize', o.vocabSize, o.engine.tokenizer?.vocabSize ?? 2 ** 31 - 1);
     if (o.apiKey !== undefined && o.apiKey !== null && (typeof o.apiKey !== 'string' || o.apiKey.length === 0)) {
       throw new TypeError('OpenAIService: apiKey must be a non-empty string (or null for none)');
     }
@@ -81,7 +80,7 @@ export class OpenAIService {
       retryAfterSeconds: retry,
       apiKeyHash: o.apiKey ? sha256(o.apiKey) : null,
     };
-    this.parser = createRequestParser(vocab);
+    this.parser = createRequestParser(o.engine.config.vocabSize);
     this.metrics = new ServerMetrics(o.engine, { processMetrics: o.processMetrics });
   }
 
@@ -131,6 +130,7 @@ export class OpenAIService {
           owned_by: 'kvcake',
           root: this.modelName,
           max_model_len: this.maxModelLen,
+          vocab_size: this.engine.config.vocabSize,
           backend: this.engine.backend,
           policy: this.engine.policy,
         },
@@ -275,19 +275,16 @@ export class OpenAIService {
   private async complete(ctx: RunContext): Promise<void> {
     const { gen, reply } = ctx;
     const times: number[] = [];
-    let text = '';
     let result: GenerationResult;
     try {
-      for await (const t of gen) {
-        times.push(performance.now());
-        text += t.text;
-      }
+      for await (const t of gen) if (t.tokenId >= 0) times.push(performance.now());
       result = await gen.result;
     } catch (err) {
       this.observe(ctx, times, 'abort', times.length);
       throw this.engineError(ctx.ac.signal.aborted && ctx.ac.signal.reason instanceof ShutdownAbort ? ctx.ac.signal.reason : err);
     }
     const fr = result.stats.finishReason;
+    const text = result.text;
     this.observe(ctx, times, fr, result.stats.generatedTokens);
     if (fr === 'abort') {
       if (ctx.ac.signal.reason instanceof ShutdownAbort) throw this.engineError(ctx.ac.signal.reason);
@@ -339,8 +336,11 @@ export class OpenAIService {
       if (endpoint === 'chat') await sse.send(chunk(null, null, true));
       let cur = first;
       while (!cur.done) {
-        times.push(performance.now());
-        generated++;
+        // tokenId -1: the detokenizer's held-back tail at the end, text without a token.
+        if (cur.value.tokenId >= 0) {
+          times.push(performance.now());
+          generated++;
+        }
         await sse.send(chunk(cur.value.text, null));
         cur = await it.next();
       }
@@ -391,7 +391,8 @@ function toApiError(err: unknown, bodyLimit: number): ApiError {
   const status = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
   switch (e.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return invalid(null, 'request body is not valid JSON', 'invalid_json');
+      // fastify's parser refuses prototype-poisoning keys with the same error.
+      return invalid(null, 'request body is not valid JSON (or holds a __proto__ or constructor.prototype key)', 'invalid_json');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalid(null, 'request body is empty; send a JSON object', 'invalid_json');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
