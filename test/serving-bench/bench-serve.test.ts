@@ -103,13 +103,19 @@ test('report: renders in headless Chromium with no console errors, server and si
     });
     await page.goto(`file://${file}`);
     await page.waitForSelector('body[data-rendered="yes"]', { timeout: 20_000 });
+    // Runs in the page; the test's TypeScript has no DOM types, so the page is typed by hand.
+    type Canvas = object;
     const info = await page.evaluate(() => {
-      const w = window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { datasets: { data: unknown[] }[] } } | undefined }; injected?: number };
-      const canvases = [...document.querySelectorAll('canvas')];
+      const w = globalThis as unknown as {
+        document: { querySelectorAll(s: string): ArrayLike<Canvas>; getElementById(id: string): { textContent: string } | null };
+        Chart: { getChart(c: Canvas): { data: { datasets: { data: unknown[] }[] } } | undefined };
+        injected?: number;
+      };
+      const canvases = Array.from(w.document.querySelectorAll('canvas'));
       return {
-        title: document.getElementById('title')!.textContent,
+        title: w.document.getElementById('title')!.textContent,
         charts: canvases.map((c) => w.Chart.getChart(c)?.data.datasets.map((d) => d.data.length) ?? null),
-        rows: document.querySelectorAll('#figures tr').length,
+        rows: w.document.querySelectorAll('#figures tr').length,
         injected: w.injected ?? null,
       };
     });
