@@ -15,8 +15,7 @@
 // own one-request simulation, which steps as the scheduler does for a lone request except
 // for two things done the paper's way, to give the greedy rule its fair chance: compute goes
 // one chunk per step, and the next load is issued the moment one lands (the paper's I/O
-// thread) rather than at the next step boundary. With 4096-token steps and loads only at
-// step boundaries the greedy rule does far worse (up to ~26x the oracle at 12.5% compute).
+// thread) rather than at the next step boundary.
 // Should the scheduler core fail to load, every column comes from that simulation and the
 // table says so.
 //
@@ -26,11 +25,8 @@
 // compares Cake with the single modes only.
 //
 // And a concurrent-requests table: several such prefix requests arriving 50 ms apart, mean
-// TTFT. With more than one in flight the scheduler core plans all their splits at once
-// (lib/sched/cake-planner.ts: fronts FCFS on the GPU, loads FIFO on the store, mean TTFT).
-// Before it, each tracker planned as if the store and the leftover budget were its own, and
-// Cake lost to the better single mode in 5 of the 6 default cells (worst 1.73x) and 37 of 54
-// under --full (worst 2.89x).
+// TTFT. With more than one in flight the scheduler plans all their splits at once
+// (lib/sched/cake/planner.ts: fronts FCFS on the GPU, loads FIFO on the store, mean TTFT).
 //
 // Default suite: the whole one-request grid (30 cells x 4 runs), the busy server for
 // Llama-3.1-8B at 7/25/100 Gbps, and 4 concurrent requests on two models at 100% compute

@@ -46,9 +46,7 @@
 //   of a memory-bound decode still reaches most of the bandwidth from a fraction of the SMs,
 //   so memory time is left whole.
 //
-// Measured with these constants (test/sim/cost.test.ts): LongAlpaca-7B 512-token chunk 0 /
-// 31 / 63 = 38.8 / 74.8 / 112.0 ms on A100 and 27.4 / 60.0 / 93.7 ms on H100; Llama-2-7B
-// decode of one 1K-token sequence 10.6 ms (A100), 22.3 ms (L20); 32 x 2K on L20 71 ms.
+// test/sim/cost.test.ts checks these constants against the figures above.
 import type { Channel } from '../contract/plan.js';
 import { DEFAULT_STORAGE, type ChannelSpec, type CostItem, type CostModel } from './cost-model.js';
 import type { GpuSpec, ModelSpec } from './specs.js';

@@ -187,10 +187,12 @@ class EngineImpl implements Engine {
   private issueEwma = 0;
   private readonly maxWaiting: number;
   private readonly opts: EngineOptions;
+  private readonly cost: CostModel;
   private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
 
   constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
     this.opts = o.opts;
+    this.cost = o.cost;
     this.be = o.be;
     this.backend = o.be.name;
     this.model = o.model;
@@ -231,7 +233,7 @@ class EngineImpl implements Engine {
           let decode = 0;
           for (const c of plan.compute) if (c.phase === 'decode') decode += c.tokens;
           else prefill += c.tokens;
-          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, stats: this.stats() };
+          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, predictedSeconds: this.cost.stepTime(plan.compute), issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, stats: this.stats() };
           this.opts.onStep(report);
         }
       },

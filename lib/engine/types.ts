@@ -138,6 +138,8 @@ export interface StepReport {
   step: number;
   startedAt: number;
   seconds: number;
+  /** What the scheduler's cost model predicted for this step's compute. */
+  predictedSeconds: number;
   issueSeconds: number;
   prefillTokens: number;
   decodeTokens: number;

@@ -7,7 +7,7 @@
 // imposes the splits it returns.
 //
 // The model is two machines, each serving its queue in one fixed order, the same on both:
-//   - the GPU runs the fronts one after another in admission (FCFS) order: the scheduler core
+//   - the GPU runs the fronts one after another in admission (FCFS) order: the prefix coordinator
 //     hands Cake's leftover budget to its requests in that order, so a later front computes
 //     only when the earlier ones are done or waiting for loads;
 //   - the store runs the loads in the order they are issued: first everything already issued

@@ -35,7 +35,7 @@
 // its front there. That corrects each tracker's view, not the joint schedule: splits chosen
 // one request at a time are not jointly best (when compute is scarce, every front that opts
 // to compute queues behind the others). So with several Cake requests in flight the
-// scheduler core plans them together (cake-planner.ts) and imposes each split with setSplit;
+// prefix coordinator plans them together (planner.ts) and imposes each split with setSplit;
 // a tracker's own planning is then unused, and it serves a lone request.
 //
 // The front reaching a chunk that is in flight. The front never computes a chunk whose load
@@ -217,7 +217,7 @@ export class CakeTracker {
   get recomputedLastToken(): boolean {
     return this.recomputedLast;
   }
-  /** What a joint planner needs to choose this request's split (see cake-planner.ts):
+  /** What a joint planner needs to choose this request's split (see planner.ts):
    *  the lowest split still possible (the front has started the chunks below it), the
    *  highest (the lowest issued load), and whether a split can still change anything. */
   planView(): { first: number; last: number; front: number; plannable: boolean } {
