@@ -119,9 +119,10 @@ export function renderReport(runs: readonly ReportRun[], opts: ReportOptions = {
     document.getElementById('notes').appendChild(p);
   });
   var palette = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
+  // One colour per policy (or server); the simulator's runs of it are dotted in the same colour.
   var keys = [];
-  D.runs.forEach(function (r) { var k = r.label + (r.source === 'sim' ? ' (sim)' : ''); if (keys.indexOf(k) < 0) keys.push(k); });
-  function colour(r) { var k = r.label + (r.source === 'sim' ? ' (sim)' : ''); return palette[keys.indexOf(k) % palette.length]; }
+  D.runs.forEach(function (r) { if (keys.indexOf(r.label) < 0) keys.push(r.label); });
+  function colour(r) { return palette[keys.indexOf(r.label) % palette.length]; }
   function dash(r, base) { return r.source === 'sim' ? [2, 3] : base; }
   Chart.defaults.animation = false;
   Chart.defaults.responsive = true;
