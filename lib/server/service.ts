@@ -332,6 +332,11 @@ export class OpenAIService {
       ...usageNull,
     });
     let generated = 0;
+    let observed = false;
+    const observe = (fr: string, n: number) => {
+      if (!observed) this.observe(ctx, times, fr, n);
+      observed = true;
+    };
     try {
       if (endpoint === 'chat') await sse.send(chunk(null, null, true));
       let cur = first;
@@ -346,7 +351,7 @@ export class OpenAIService {
       }
       const result = await gen.result;
       const fr = result.stats.finishReason;
-      this.observe(ctx, times, fr, result.stats.generatedTokens);
+      observe(fr, result.stats.generatedTokens);
       if (fr === 'abort') {
         if (ctx.ac.signal.reason instanceof ShutdownAbort) await sse.error(this.engineError(ctx.ac.signal.reason).body());
         sse.end();
@@ -358,8 +363,8 @@ export class OpenAIService {
       }
       await sse.done();
     } catch (err) {
+      observe('abort', generated);
       if (!sse.closed) {
-        this.observe(ctx, times, 'abort', generated);
         await sse.error(this.engineError(ctx.ac.signal.reason instanceof ShutdownAbort ? ctx.ac.signal.reason : err).body()).catch(() => {});
       }
       sse.end();

@@ -1,7 +1,9 @@
 // The routes mounted in apps that already exist: a fastify app under a prefix (its own
-// routes and error handling untouched), and plain node:http through the request handler.
+// routes and error handling untouched), plain node:http and express through the request
+// handler.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import express from 'express';
 import Fastify from 'fastify';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -50,6 +52,32 @@ test('mount: createRequestHandler serves from a plain node:http server', async (
     assert.ok(n >= 2);
     assert.is((await fetch(`${url}/health`)).status, 200);
     assert.is((await fetch(`${url}/nothing`)).status, 404);
+  } finally {
+    await handler.close();
+    await new Promise((r) => server.close(r));
+    await engine.close();
+  }
+});
+
+test('mount: the same handler under a path in an express app, beside the app\'s own routes', async () => {
+  const engine = await tinyEngine();
+  const handler = await createRequestHandler({ engine, modelName: 'tiny' });
+  const app = express();
+  app.get('/status', (req, res) => {
+    res.json({ app: 'up' });
+  });
+  app.use('/llm', handler);
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((r) => server.once('listening', () => r()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const client = new OpenAI({ baseURL: `${url}/llm/v1`, apiKey: 'unused', maxRetries: 0 });
+    const r = await client.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 3, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
+    assert.is(r.usage!.completion_tokens, 3);
+    assert.equal(await (await fetch(`${url}/status`)).json(), { app: 'up' });
+    const bad = await fetch(`${url}/llm/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt": "hi", "n": 3}' });
+    assert.is(bad.status, 400);
+    assert.is(((await bad.json()) as { error: { param: string } }).error.param, 'n');
   } finally {
     await handler.close();
     await new Promise((r) => server.close(r));
