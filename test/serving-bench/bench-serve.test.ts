@@ -65,6 +65,7 @@ test('bench: kvcake bench-serve writes a JSON record and a report; failures are 
 });
 
 function chromiumPath(): string | null {
+  if (process.env.KVCAKE_CHROMIUM === 'none') return null;
   for (const p of [process.env.KVCAKE_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[]) if (existsSync(p)) return p;
   return null;
 }
@@ -86,7 +87,7 @@ test('report: renders in headless Chromium with no console errors, server and si
 
   const exe = chromiumPath();
   if (!exe) {
-    console.log('  skipped the browser check: no Chromium (apt-get install chromium, or set KVCAKE_CHROMIUM)');
+    console.log('  report: skipped the browser check: no Chromium at /usr/bin/chromium (apt-get install chromium, or set KVCAKE_CHROMIUM to its path)');
     return;
   }
   const { chromium } = await import('playwright-core');
