@@ -207,6 +207,8 @@ export class OpenAIService {
       if (!reply.raw.writableFinished) ac.abort(new Error('client disconnected'));
     };
     reply.raw.on('close', onClose);
+    // Gone already, while the body was parsed or the prompt tokenized.
+    if (reply.raw.destroyed || req.raw.socket?.destroyed) onClose();
     let resolveDone!: () => void;
     const flight: InFlight = { ac, done: new Promise<void>((r) => (resolveDone = r)) };
     this.inFlight.add(flight);
@@ -242,8 +244,9 @@ export class OpenAIService {
     if (err instanceof EngineBusyError) return new ApiError(429, `the server is busy: ${err.message}`, 'rate_limit_error', null, 'queue_full', this.opts.retryAfterSeconds);
     if (err instanceof EngineClosedError) return new ApiError(503, `the engine is closed: ${err.message}`, 'server_error', null, 'engine_closed', this.opts.retryAfterSeconds);
     if (err instanceof ShutdownAbort) return new ApiError(503, err.message, 'server_error', null, 'shutting_down', this.opts.retryAfterSeconds);
-    // The engine checks what the server cannot (a prompt longer than its tiers can ever hold).
-    if (err instanceof RangeError || err instanceof TypeError) return invalid(null, (err as Error).message);
+    // The engine checks what the server cannot (a prompt longer than its tiers can ever
+    // hold); its argument errors name the function. Anything else is the server's fault.
+    if ((err instanceof RangeError || err instanceof TypeError) && err.message.startsWith('generate: ')) return invalid(null, err.message);
     return new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`, 'server_error', null, 'internal_error');
   }
 

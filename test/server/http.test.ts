@@ -156,6 +156,21 @@ test('http: /metrics exports latency histograms, queues, KV blocks per tier and 
   assert.ok(itl >= 4, `ITL count ${itl}`);
 });
 
+test('http: a request the engine can never hold is a 400 with its reason, streaming or not', async () => {
+  const small = await serveTiny({ engine: { deviceKvBytes: 4 * 2 * 64 * 16 * 4 * 2, hostKvBytes: 0 } });
+  try {
+    for (const stream of [false, true]) {
+      const r = await postJson(`${small.url}/v1/completions`, { prompt: Array.from({ length: 100 }, () => 7), max_tokens: 4, stream });
+      assert.is(r.status, 400, r.text);
+      assert.match(r.json.error.message, /^generate: request rejected: /);
+    }
+    const ok = await postJson(`${small.url}/v1/completions`, { prompt: [1, 2, 3], max_tokens: 4 });
+    assert.is(ok.status, 200, ok.text);
+  } finally {
+    await small.close();
+  }
+});
+
 test('http: a full engine queue is a 429 with Retry-After; the others complete', async () => {
   const busy = await serveTiny({ engine: { maxRunning: 1, maxWaiting: 1 }, server: { retryAfterSeconds: 2 } });
   try {
