@@ -21,6 +21,7 @@
 // of bit patterns for fp16/bf16); a typed array is copied into a temporary tensor at call
 // time. `out` must be a Tensor.
 import { type DType, decodeValues } from './backend/dtype.js';
+import { show } from './util/show.js';
 import { native, nativePath, type CudaInfo, type NativeBackend, type NativeEvent, type NativePool, type NativeTensor } from './native.js';
 
 export type { DType } from './backend/dtype.js';
@@ -93,10 +94,22 @@ export function work<T>(ev: NativeEvent, map: (v: unknown) => T = () => undefine
   return w;
 }
 
+/** An options bag: undefined means none; anything but a plain object is a TypeError naming it. */
+function options<T extends object>(o: T | undefined, name: string): Partial<T> {
+  if (o === undefined) return {};
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`${name} must be an object, got ${show(o)}`);
+  return o;
+}
+
+function poolArg(p: unknown, name: string): KVPool {
+  if (!(p instanceof KVPool)) throw new TypeError(`${name} must be a KVPool, got ${show(p)}`);
+  return p;
+}
+
 /** @internal */
 export function nativeWaits(list: WaitList | undefined, name: string): NativeEvent[] | undefined {
   if (list === undefined) return undefined;
-  if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of Work`);
+  if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of Work, got ${show(list)}`);
   return list.map((w, i) => {
     const ev = w instanceof Work ? events.get(w) : undefined;
     if (!ev) throw new TypeError(`${name}[${i}] is not a Work returned by a kvcake op`);
@@ -134,17 +147,20 @@ export class KVPool {
    * as a Float32Array (fp32) or Uint16Array (fp16/bf16 bit patterns). Runs on the compute
    * queue for a device pool and on d2h for a host pool.
    */
-  read(opts: { firstBlock?: number; numBlocks?: number; waitFor?: WaitList } = {}): Work<TensorData> {
-    const first = opts.firstBlock ?? 0;
-    const count = opts.numBlocks ?? this.numBlocks - first;
+  read(opts?: { firstBlock?: number; numBlocks?: number; waitFor?: WaitList }): Work<TensorData> {
+    const o = options(opts, 'pool.read: options');
+    const first = o.firstBlock ?? 0;
+    // The native side checks both (a non-number firstBlock is its error, not a JS one here).
+    const count = o.numBlocks ?? (typeof first === 'number' ? this.numBlocks - first : 0);
     const fp32 = this.layout.dtype === 'fp32';
-    return work(this.backend.handle.readPool(this.handle, first, count, nativeWaits(opts.waitFor, 'pool.read: waitFor')), (buf) =>
+    return work(this.backend.handle.readPool(this.handle, first, count, nativeWaits(o.waitFor, 'pool.read: waitFor')), (buf) =>
       fp32 ? new Float32Array(buf as ArrayBuffer) : new Uint16Array(buf as ArrayBuffer),
     );
   }
   /** Writes whole layer-blocks starting at firstBlock (data copied now); same queues as read. */
-  write(data: TensorData, opts: { firstBlock?: number; waitFor?: WaitList } = {}): Work {
-    return work(this.backend.handle.writePool(this.handle, opts.firstBlock ?? 0, data, nativeWaits(opts.waitFor, 'pool.write: waitFor')));
+  write(data: TensorData, opts?: { firstBlock?: number; waitFor?: WaitList }): Work {
+    const o = options(opts, 'pool.write: options');
+    return work(this.backend.handle.writePool(this.handle, o.firstBlock ?? 0, data, nativeWaits(o.waitFor, 'pool.write: waitFor')));
   }
   /** Drops this handle; the memory is freed once ops already issued on it finish. */
   release(): void {
@@ -175,19 +191,22 @@ export class Tensor {
     return this.handle.released;
   }
   /** Uploads `data` (copied now) at element `offset`, on the compute queue. */
-  write(data: TensorData, opts: { offset?: number; waitFor?: WaitList } = {}): Work {
-    return work(this.backend.handle.write(this.handle, data, opts.offset ?? 0, nativeWaits(opts.waitFor, 'write: waitFor')));
+  write(data: TensorData, opts?: { offset?: number; waitFor?: WaitList }): Work {
+    const o = options(opts, 'write: options');
+    return work(this.backend.handle.write(this.handle, data, o.offset ?? 0, nativeWaits(o.waitFor, 'write: waitFor')));
   }
   /** Downloads the tensor on the compute queue, after every compute op issued before. */
-  read(opts: { waitFor?: WaitList } = {}): Work<TensorData> {
+  read(opts?: { waitFor?: WaitList }): Work<TensorData> {
     const dtype = this.dtype;
-    return work(this.backend.handle.read(this.handle, nativeWaits(opts.waitFor, 'read: waitFor')), (buf) =>
+    const o = options(opts, 'read: options');
+    return work(this.backend.handle.read(this.handle, nativeWaits(o.waitFor, 'read: waitFor')), (buf) =>
       dtype === 'fp32' ? new Float32Array(buf as ArrayBuffer) : new Uint16Array(buf as ArrayBuffer),
     );
   }
-  /** read(), decoded to fp32 values. */
-  async readFloat32(opts: { waitFor?: WaitList } = {}): Promise<Float32Array> {
-    return decodeValues(await this.read(opts), this.dtype);
+  /** read(), decoded to fp32 values. Bad arguments throw here, before anything is queued. */
+  readFloat32(opts?: { waitFor?: WaitList }): Promise<Float32Array> {
+    const dtype = this.dtype;
+    return this.read(opts).then((data) => decodeValues(data, dtype));
   }
   release(): void {
     this.handle.release();
@@ -258,21 +277,22 @@ export class Backend {
 
   /** Allocates a KV pool. Contents are undefined until written (appendKV or copyBlocks). */
   createPool(o: PoolOptions): KVPool {
-    if (typeof o !== 'object' || o === null) throw new TypeError('createPool: options must be an object');
+    if (typeof o !== 'object' || o === null) throw new TypeError(`createPool: options must be an object, got ${show(o)}`);
     return new KVPool(this.handle.createPool(o), this);
   }
 
   /** Allocates a tensor (contents undefined until written). */
   tensor(o: { dtype: DType; shape: readonly number[]; tier?: Tier }): Tensor {
-    const shape = checkShape(o?.shape, 'tensor: shape');
+    if (typeof o !== 'object' || o === null) throw new TypeError(`tensor: options must be an object, got ${show(o)}`);
+    const shape = checkShape(o.shape, 'tensor: shape');
     return new Tensor(this.handle.createTensor(o.dtype, product(shape), o.tier ?? 'device'), this, shape);
   }
 
   /** A tensor holding a copy of `data`; the upload is on the compute queue, so later ops see it. */
   tensorFrom(data: TensorData, dtype: DType, shape?: readonly number[]): Tensor {
-    const s = shape === undefined ? [data?.length] : checkShape(shape, 'tensorFrom: shape');
     if (!(data instanceof Float32Array || data instanceof Uint16Array))
-      throw new TypeError('tensorFrom: data must be a Float32Array (fp32) or Uint16Array (fp16/bf16 bit patterns)');
+      throw new TypeError(`tensorFrom: data must be a Float32Array (fp32) or Uint16Array (fp16/bf16 bit patterns), got ${show(data)}`);
+    const s = shape === undefined ? [data.length] : checkShape(shape, 'tensorFrom: shape');
     if (product(s) !== data.length)
       throw new RangeError(`tensorFrom: shape [${s.join(', ')}] has ${product(s)} elements but data has ${data.length}`);
     const t = new Tensor(this.handle.createTensor(dtype, data.length), this, s);
@@ -289,10 +309,13 @@ export class Backend {
   appendKV(a: AppendArgs): Work {
     const temps: Tensor[] = [];
     try {
-      const dtype = a.pool.layout.dtype;
-      const k = this.input(a.k, dtype, 'appendKV: k', temps);
-      const v = this.input(a.v, dtype, 'appendKV: v', temps);
-      return work(this.handle.append({ pool: a.pool.handle, k, v, slotMapping: a.slotMapping }, nativeWaits(a.waitFor, 'appendKV: waitFor')));
+      const { pool, rows } = this.opArgs(a, 'appendKV');
+      const n = a.slotMapping instanceof Int32Array ? a.slotMapping.length : undefined;
+      const need = n === undefined ? undefined : { n: n * rows, dims: [n, pool.layout.numKvHeads, pool.layout.headDim] };
+      const dtype = pool.layout.dtype;
+      const k = this.input(a.k, dtype, 'appendKV: k', temps, need);
+      const v = this.input(a.v, dtype, 'appendKV: v', temps, need);
+      return work(this.handle.append({ pool: pool.handle, k, v, slotMapping: a.slotMapping }, nativeWaits(a.waitFor, 'appendKV: waitFor')));
     } finally {
       for (const t of temps) t.release();
     }
@@ -302,8 +325,10 @@ export class Backend {
   decode(a: DecodeArgs): Work {
     const temps: Tensor[] = [];
     try {
-      const q = this.input(a.q, a.pool.layout.dtype, 'decode: q', temps);
-      return work(this.handle.decode({ ...a, pool: a.pool.handle, q, out: this.outTensor(a.out, 'decode') }, nativeWaits(a.waitFor, 'decode: waitFor')));
+      const { pool } = this.opArgs(a, 'decode');
+      const rows = a.contextLens instanceof Int32Array ? a.contextLens.length : undefined;
+      const q = this.input(a.q, pool.layout.dtype, 'decode: q', temps, queryShape(rows, a.numHeads, pool.layout.headDim));
+      return work(this.handle.decode({ ...a, pool: pool.handle, q, out: this.outTensor(a.out, 'decode') }, nativeWaits(a.waitFor, 'decode: waitFor')));
     } finally {
       for (const t of temps) t.release();
     }
@@ -313,8 +338,11 @@ export class Backend {
   prefill(a: PrefillArgs): Work {
     const temps: Tensor[] = [];
     try {
-      const q = this.input(a.q, a.pool.layout.dtype, 'prefill: q', temps);
-      return work(this.handle.prefill({ ...a, pool: a.pool.handle, q, out: this.outTensor(a.out, 'prefill') }, nativeWaits(a.waitFor, 'prefill: waitFor')));
+      const { pool } = this.opArgs(a, 'prefill');
+      const starts = a.qStartLoc;
+      const rows = starts instanceof Int32Array && starts.length > 0 ? starts[starts.length - 1] : undefined;
+      const q = this.input(a.q, pool.layout.dtype, 'prefill: q', temps, queryShape(rows, a.numHeads, pool.layout.headDim));
+      return work(this.handle.prefill({ ...a, pool: pool.handle, q, out: this.outTensor(a.out, 'prefill') }, nativeWaits(a.waitFor, 'prefill: waitFor')));
     } finally {
       for (const t of temps) t.release();
     }
@@ -325,36 +353,54 @@ export class Backend {
    * (srcBlock, dstBlock), destinations distinct. Runs on h2d for host->device, compute for
    * device->device, d2h otherwise.
    */
-  copyBlocks(src: KVPool, dst: KVPool, pairs: Int32Array, opts: { waitFor?: WaitList } = {}): Work {
-    if (!(src instanceof KVPool)) throw new TypeError('copyBlocks: src must be a KVPool');
-    if (!(dst instanceof KVPool)) throw new TypeError('copyBlocks: dst must be a KVPool');
-    return work(this.handle.copyBlocks(src.handle, dst.handle, pairs, nativeWaits(opts.waitFor, 'copyBlocks: waitFor')));
+  copyBlocks(src: KVPool, dst: KVPool, pairs: Int32Array, opts?: { waitFor?: WaitList }): Work {
+    poolArg(src, 'copyBlocks: src');
+    poolArg(dst, 'copyBlocks: dst');
+    const o = options(opts, 'copyBlocks: options');
+    return work(this.handle.copyBlocks(src.handle, dst.handle, pairs, nativeWaits(o.waitFor, 'copyBlocks: waitFor')));
   }
 
-  private input(x: TensorInput, dtype: DType, name: string, temps: Tensor[]): NativeTensor {
+  private opArgs(a: { pool: KVPool }, op: string): { pool: KVPool; rows: number } {
+    if (typeof a !== 'object' || a === null) throw new TypeError(`${op}: arguments must be an object, got ${show(a)}`);
+    const pool = poolArg(a.pool, `${op}: pool`);
+    return { pool, rows: pool.layout.numKvHeads * pool.layout.headDim };
+  }
+
+  // A typed-array input must hold exactly its shape (a longer one is a caller's shape
+  // bug); a Tensor may hold more, the op reads its leading elements. A shorter array is
+  // left to the native check, which names the shape it needs.
+  private input(x: TensorInput, dtype: DType, name: string, temps: Tensor[], need?: { n: number; dims: number[] }): NativeTensor {
     if (x instanceof Tensor) return x.handle;
     if (x instanceof Float32Array || x instanceof Uint16Array) {
       const want = dtype === 'fp32' ? Float32Array : Uint16Array;
       if (!(x instanceof want))
-        throw new TypeError(`${name} must be a Tensor or a ${want.name} for ${dtype} data`);
+        throw new TypeError(`${name} must be a Tensor or a ${want.name} for ${dtype} data, got ${show(x)}`);
       if (x.length === 0) throw new RangeError(`${name} is empty`);
+      if (need && x.length > need.n)
+        throw new RangeError(`${name} has ${x.length} elements but [${need.dims.join('][')}] needs ${need.n}; a typed-array input must match its shape exactly`);
       const t = this.tensorFrom(x, dtype);
       temps.push(t);
       return t.handle;
     }
-    throw new TypeError(`${name} must be a Tensor, Float32Array (fp32) or Uint16Array (fp16/bf16)`);
+    throw new TypeError(`${name} must be a Tensor, Float32Array (fp32) or Uint16Array (fp16/bf16), got ${show(x)}`);
   }
 
   private outTensor(x: Tensor, op: string): NativeTensor {
-    if (!(x instanceof Tensor)) throw new TypeError(`${op}: out must be a Tensor`);
+    if (!(x instanceof Tensor)) throw new TypeError(`${op}: out must be a Tensor, got ${show(x)}`);
     return x.handle;
   }
 }
 
+/** Elements of a [rows][numHeads][headDim] query input, when its arguments are well formed. */
+function queryShape(rows: number | undefined, numHeads: unknown, headDim: number): { n: number; dims: number[] } | undefined {
+  if (rows === undefined || rows < 0 || typeof numHeads !== 'number' || !Number.isInteger(numHeads) || numHeads < 1) return undefined;
+  return { n: rows * numHeads * headDim, dims: [rows, numHeads, headDim] };
+}
+
 function checkShape(shape: readonly number[] | undefined, name: string): number[] {
-  if (!Array.isArray(shape) || shape.length === 0) throw new TypeError(`${name} must be a non-empty array of sizes`);
+  if (!Array.isArray(shape) || shape.length === 0) throw new TypeError(`${name} must be a non-empty array of sizes, got ${show(shape)}`);
   return shape.map((d, i) => {
-    if (typeof d !== 'number') throw new TypeError(`${name}[${i}] must be a number`);
+    if (typeof d !== 'number') throw new TypeError(`${name}[${i}] must be a number, got ${show(d)}`);
     if (!Number.isInteger(d) || d < 1) throw new RangeError(`${name}[${i}] = ${d} must be a positive integer`);
     return d;
   });
@@ -380,22 +426,23 @@ export function addonPath(): string {
 }
 
 /** Creates a backend. 'cuda' where CUDA is unusable throws with the reason. */
-export function createBackend(opts: BackendOptions = {}): Backend {
-  const kind = opts.backend ?? 'auto';
+export function createBackend(opts?: BackendOptions): Backend {
+  const o = options(opts, 'createBackend: options');
+  const kind = o.backend ?? 'auto';
   if (kind !== 'cpu' && kind !== 'cuda' && kind !== 'auto')
-    throw new RangeError(`backend must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(kind)}`);
+    throw new RangeError(`createBackend: backend must be 'cpu', 'cuda' or 'auto', got ${show(kind)}`);
   const addon = native();
   let chosen: 'cpu' | 'cuda' = kind === 'auto' ? (addon.cudaInfo().usable ? 'cuda' : 'cpu') : kind;
   if (chosen === 'cuda') {
     const info = addon.cudaInfo();
     if (!info.usable) throw new Error(`kvcake: the cuda backend is not usable: ${info.reason}`);
   }
-  const device = chosen === 'cuda' ? (opts.device ?? 0) : 0;
-  const handle = addon.createBackend(chosen, { device, deviceCapacityBytes: opts.deviceCapacityBytes });
+  const device = chosen === 'cuda' ? (o.device ?? 0) : 0;
+  const handle = addon.createBackend(chosen, { device, deviceCapacityBytes: o.deviceCapacityBytes });
   return new Backend(handle, device);
 }
 
 /** Async form of createBackend (the same work; kept async so a backend may warm up later). */
-export async function openBackend(opts: BackendOptions = {}): Promise<Backend> {
+export async function openBackend(opts?: BackendOptions): Promise<Backend> {
   return createBackend(opts);
 }

@@ -82,6 +82,13 @@ class Backend {
   virtual EventPtr loadFile(LoadFileOp op, const Deps& deps) = 0;
   // Which kernel paths the model ops run on.
   virtual OpsInfo opsInfo() = 0;
+  // Stops the backend for good: ops queued and not yet started complete with an error
+  // without running, ops already running (on CUDA: already on a stream) finish, and the
+  // backend's threads are joined before it returns. Ops issued afterwards complete at once
+  // with an error. The binding calls it when the JS environment that owns the backend is
+  // torn down (a worker ending); the destructor, by contrast, runs everything queued.
+  // Idempotent; call it from one thread.
+  virtual void shutdown() = 0;
 };
 
 // Factories. createCudaBackend throws Error saying why when CUDA cannot be used (built

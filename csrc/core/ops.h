@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host_memory.h"
 #include "common/types.h"
 
 namespace kvcake {
@@ -38,8 +39,8 @@ struct Pool {
 
 // append-KV: write numTokens rows of K and V into the pool.
 //   k, v:  [numTokens][numKvHeads][headDim], the pool's dtype
-//   slots: [numTokens], slot = blockId * blockSize + offsetInBlock; a negative slot is a
-//          padding row and is skipped (vLLM's slot-mapping convention).
+//   slots: [numTokens], slot = blockId * blockSize + offsetInBlock; -1 is a padding row and
+//          is skipped (vLLM's slot-mapping convention); other negative slots are rejected.
 struct AppendOp {
   Pool pool;
   Tensor k, v;
@@ -50,9 +51,9 @@ struct AppendOp {
 // found through blockTables[b][0 .. ceil(contextLens[b]/blockSize)).
 //   q, out:      [batch][numHeads][headDim], the pool's dtype; numHeads % numKvHeads == 0
 //                and query head h reads KV head h / (numHeads / numKvHeads) (GQA).
-//   blockTables: [batch][tableStride] block ids of this layer; entries past a sequence's
-//                last block are ignored (pad with anything).
-//   scale:       softmax scale; <= 0 means 1/sqrt(headDim).
+//   blockTables: exactly [batch][tableStride] block ids of this layer; entries past a
+//                sequence's last block are ignored (pad with anything).
+//   scale:       softmax scale, > 0; 0 means not given: 1/sqrt(headDim).
 // A sequence with contextLen 0 writes zeros.
 struct DecodeOp {
   Pool pool;
@@ -92,17 +93,21 @@ struct CopyOp {
   std::vector<int32_t> pairs;
 };
 
+// Host bytes that op staging and reads carry: large ones are mapped directly, so they go
+// back to the OS when the op (or the ArrayBuffer a read resolves to) lets go of them.
+using HostBytes = std::vector<uint8_t, HostAllocator<uint8_t>>;
+
 // Tensor upload / download (host bytes <-> a Tensor's memory).
 struct WriteOp {
   MemoryPtr dst;
   size_t offset = 0;
-  std::shared_ptr<std::vector<uint8_t>> bytes;
+  std::shared_ptr<HostBytes> bytes;
 };
 struct ReadOp {
   MemoryPtr src;
   size_t offset = 0;
   size_t length = 0;
-  std::shared_ptr<std::vector<uint8_t>> into;  // resized to length by the caller
+  std::shared_ptr<HostBytes> into;  // resized to length by the caller
 };
 
 }  // namespace kvcake

@@ -47,8 +47,10 @@ void checkTensor(const char* op, const char* name, const Tensor& t, DType dtype,
     fail(op, ": ", name, " memory is smaller than its ", t.numel, " elements");
 }
 
+// 0 is the op structs' "not given" (1/sqrt(headDim)); the binding rejects an explicit 0.
 void checkScale(const char* op, float scale) {
-  if (!std::isfinite(scale)) fail(op, ": scale must be a finite number (<= 0 means 1/sqrt(headDim)), got ", scale);
+  if (!std::isfinite(scale) || scale < 0.f)
+    fail(op, ": scale must be a positive finite number (or left out for 1/sqrt(headDim)), got ", scale);
 }
 
 void checkHeads(const char* op, int32_t numHeads, const KVLayout& l) {
@@ -65,8 +67,10 @@ void checkTables(const char* op, const std::vector<int32_t>& tables, int32_t tab
   if (int64_t(contextLens.size()) != batch)
     fail(op, ": contextLens has ", contextLens.size(), " entries but batch is ", batch);
   if (tableStride < 1) fail(op, ": tableStride must be >= 1, got ", tableStride);
+  // Exactly [batch][tableStride]: a longer table means the caller's shape is not the one
+  // it thinks (a wrong tableStride or batch), and rows would be read at the wrong offsets.
   const int64_t need = int64_t(batch) * tableStride;
-  if (int64_t(tables.size()) < need)
+  if (int64_t(tables.size()) != need)
     fail(op, ": blockTables has ", tables.size(), " entries but batch ", batch, " x tableStride ", tableStride,
          " needs ", need);
   for (int32_t b = 0; b < batch; ++b) {
@@ -94,6 +98,8 @@ void validatePoolLayout(const KVLayout& l) {
     fail(op, ": headDim ", l.headDim, " is not supported (64, 80, 96, 128, 256)");
   if (l.blockSize < Limits::kMinBlockSize || l.blockSize > Limits::kMaxBlockSize)
     fail(op, ": blockSize ", l.blockSize, " is out of range [", Limits::kMinBlockSize, ", ", Limits::kMaxBlockSize, "]");
+  if ((l.blockSize & (l.blockSize - 1)) != 0)
+    fail(op, ": blockSize ", l.blockSize, " is not a power of two (8, 16, 32, 64, 128, 256)");
   if (l.numKvHeads < 1 || l.numKvHeads > Limits::kMaxKvHeads)
     fail(op, ": numKvHeads ", l.numKvHeads, " is out of range [1, ", Limits::kMaxKvHeads, "]");
   if (l.numBlocks < 1) fail(op, ": numBlocks must be >= 1, got ", l.numBlocks);
@@ -117,7 +123,9 @@ void validateAppend(const AppendOp& op) {
   used.reserve(op.slots.size());
   for (int64_t i = 0; i < n; ++i) {
     const int32_t s = op.slots[i];
-    if (s < 0) continue;  // padding row
+    if (s == -1) continue;  // padding row
+    if (s < 0)
+      fail(name, ": slotMapping[", i, "] = ", s, " is negative; only -1 marks a padding row");
     if (s >= numSlots)
       fail(name, ": slotMapping[", i, "] = ", s, " is out of range [0, ", numSlots, ") for this pool (numBlocks ",
            l.numBlocks, " x blockSize ", l.blockSize, "); use -1 for padding rows");

@@ -15,7 +15,7 @@ void validateCopy(const CopyOp& op);
 void validateWrite(const WriteOp& op);
 void validateRead(const ReadOp& op);
 
-// The softmax scale a kernel uses: `scale` when > 0, else 1/sqrt(headDim).
+// The softmax scale a kernel uses: `scale` when given (> 0), else 1/sqrt(headDim).
 float effectiveScale(float scale, int32_t headDim);
 
 }  // namespace kvcake

@@ -11,9 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include <sys/mman.h>
-
 #include "common/error.h"
+#include "common/host_memory.h"
 #include "common/thread_pool.h"
 #include "core/completion_event.h"
 #include "core/validate.h"
@@ -25,15 +24,6 @@
 namespace kvcake {
 
 namespace {
-
-constexpr size_t kAlign = 64;
-// Allocations of at least kHugeMin (KV pools) are 2 MiB-aligned and marked MADV_HUGEPAGE so
-// transparent huge pages back them where THP is 'madvise' or 'always'. Decode reads a pool
-// through a shuffled block table in 4 KiB-per-head runs scattered over hundreds of MiB: with
-// 4 KiB pages nearly every run is a TLB miss. Smaller buffers keep 64-byte alignment so a
-// tiny tensor does not pin a whole 2 MiB page.
-constexpr size_t kHugePage = size_t(2) << 20;
-constexpr size_t kHugeMin = size_t(4) << 20;
 
 // Live-byte counters outlive the backend: a pool released after its backend is gone still
 // decrements them.
@@ -50,7 +40,7 @@ class CpuMemory final : public Memory {
     tier = t;
   }
   ~CpuMemory() override {
-    std::free(data);
+    hostFree(data, bytes);
     acct_->live[int(tier)].fetch_sub(int64_t(bytes), std::memory_order_relaxed);
   }
 
@@ -92,7 +82,7 @@ class WorkQueue {
       stop_ = true;
     }
     cv_.notify_all();
-    thread_.join();  // runs what is already queued first: those ops own their memory
+    join();  // runs what is already queued first: those ops own their memory
   }
 
   // `what` names the op in a failure message ("decode", "copyBlocks").
@@ -100,10 +90,29 @@ class WorkQueue {
     auto ev = std::make_shared<CpuEvent>();
     {
       std::lock_guard<std::mutex> lk(m_);
-      tasks_.push_back(Task{what, std::move(deps), std::move(fn), ev});
+      if (!stop_) {
+        tasks_.push_back(Task{what, std::move(deps), std::move(fn), ev});
+        cv_.notify_one();
+        return ev;
+      }
     }
-    cv_.notify_one();
+    ev->complete(std::string(what) + " not run: the backend has been shut down");
     return ev;
+  }
+
+  // Shutdown, in two steps so that all of a backend's queues stop together (an op waiting
+  // on another queue's event must not make that queue run its whole backlog first): ops
+  // not yet started complete with an error, the running one finishes.
+  void cancel() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      cancel_ = true;
+    }
+    cv_.notify_all();
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
@@ -117,18 +126,22 @@ class WorkQueue {
   void loop() {
     for (;;) {
       Task t;
+      bool cancelled;
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
         if (tasks_.empty()) return;  // stop_ and drained
         t = std::move(tasks_.front());
         tasks_.pop_front();
+        cancelled = cancel_;
       }
       std::string error;
-      for (const auto& d : t.deps) {
-        std::string e = waitFor(d);
-        if (!e.empty() && error.empty()) error = std::string(t.what) + " skipped: an op it waits for failed: " + e;
-      }
+      if (cancelled) error = std::string(t.what) + " not run: the backend was shut down before it started";
+      if (!cancelled)
+        for (const auto& d : t.deps) {
+          std::string e = waitFor(d);
+          if (!e.empty() && error.empty()) error = std::string(t.what) + " skipped: an op it waits for failed: " + e;
+        }
       if (error.empty()) {
         try {
           t.fn();
@@ -151,6 +164,7 @@ class WorkQueue {
   std::condition_variable cv_;
   std::deque<Task> tasks_;
   bool stop_ = false;
+  bool cancel_ = false;
   std::thread thread_;  // last: started after the fields above exist
 };
 
@@ -218,11 +232,8 @@ class CpuBackend final : public Backend {
     } else {
       live.fetch_add(int64_t(bytes), std::memory_order_relaxed);
     }
-    const size_t align = bytes >= kHugeMin ? kHugePage : kAlign;
-    const size_t rounded = ((bytes ? bytes : 1) + align - 1) / align * align;
-    void* p = std::aligned_alloc(align, rounded);
-    // Advisory: where THP is off or madvise fails, the memory is ordinary pages.
-    if (p && align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);
+    // Mapped directly from 64 KiB up, so a released pool goes back to the OS (host_memory.h).
+    void* p = hostAlloc(bytes);
     if (!p) {
       live.fetch_sub(int64_t(bytes), std::memory_order_relaxed);
       std::ostringstream s;
@@ -234,6 +245,11 @@ class CpuBackend final : public Backend {
   }
 
   int64_t liveBytes(Tier tier) const override { return acct_->live[int(tier)].load(std::memory_order_relaxed); }
+
+  void shutdown() override {
+    for (WorkQueue* q : {&compute_, &h2d_, &d2h_}) q->cancel();
+    for (WorkQueue* q : {&compute_, &h2d_, &d2h_}) q->join();
+  }
 
   EventPtr append(AppendOp op, const Deps& deps) override {
     auto o = std::make_shared<AppendOp>(std::move(op));

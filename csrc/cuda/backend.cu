@@ -250,6 +250,15 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   std::string deviceName() const override { return name_; }
 
+  // GPU work already on a stream cannot be taken back: the completion threads wait for it
+  // (they own the ops' memory and staging) and are joined. Nothing new is issued after.
+  void shutdown() override {
+    for (auto& m : issueMutex_) m.lock();
+    closed_ = true;
+    for (auto& m : issueMutex_) m.unlock();
+    for (auto& c : completers_) c.reset();
+  }
+
   MemoryPtr allocate(size_t bytes, Tier tier, const char* what) override {
     KVCAKE_CUDA("set device", cudaSetDevice(device_));
     void* p = nullptr;
@@ -563,6 +572,11 @@ class CudaBackend final : public Backend {
                    std::function<void()> finish = nullptr) {
     const int qi = int(q);
     std::lock_guard<std::mutex> lk(issueMutex_[qi]);
+    if (closed_) {
+      auto dead = std::make_shared<CudaEvent>(device_, nullptr);
+      dead->complete(std::string("cuda ") + what + " not run: the backend has been shut down");
+      return dead;
+    }
     KVCAKE_CUDA("set device", cudaSetDevice(device_));
     cudaStream_t st = streams_[qi];
     Pending p;
@@ -622,6 +636,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Accounting> acct_ = std::make_shared<Accounting>();
   cudaStream_t streams_[3] = {nullptr, nullptr, nullptr};
   std::mutex issueMutex_[3];
+  bool closed_ = false;  // guarded by all three issue mutexes (any one to read)
   std::shared_ptr<SlabPool> meta_, hostStaging_;
   std::atomic<bool> batchWorks_[4] = {{true}, {true}, {true}, {true}};  // by (src tier, dst tier)
   std::unique_ptr<Completer> completers_[3];

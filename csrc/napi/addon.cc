@@ -15,7 +15,7 @@ namespace {
 Napi::Value CreateBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsString()) typeError(env, "createBackend: kind must be 'cpu' or 'cuda'");
+    if (!info[0].IsString()) typeError(env, "createBackend: kind must be 'cpu' or 'cuda', got " + describe(info[0]));
     const std::string kind = info[0].As<Napi::String>().Utf8Value();
     Napi::Object opts = info[1].IsUndefined() ? Napi::Object::New(env) : toObject(info[1], "createBackend: options");
     if (kind == "cpu") {
@@ -30,7 +30,7 @@ Napi::Value CreateBackend(const Napi::CallbackInfo& info) {
       int index = dev.IsUndefined() || dev.IsNull() ? 0 : int(toInt(dev, "createBackend: device", 0, 1023));
       return BackendWrap::Make(env, createCudaBackend(index));
     }
-    rangeError(env, "createBackend: kind must be 'cpu' or 'cuda', got '" + kind + "'");
+    rangeError(env, "createBackend: kind must be 'cpu' or 'cuda', got " + describe(info[0]));
   });
 }
 
@@ -49,6 +49,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
+  data->lifetime = EnvLifetime::create(env);
   data->backendCtor = Napi::Persistent(BackendWrap::Init(env));
   data->poolCtor = Napi::Persistent(PoolWrap::Init(env));
   data->tensorCtor = Napi::Persistent(TensorWrap::Init(env));

@@ -1,5 +1,6 @@
 #include "napi/backend_wrap.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/validate.h"
@@ -11,6 +12,7 @@ namespace kvcake::napi {
 
 namespace {
 
+constexpr napi_type_tag kTag = {0x6b76636b65ee0004ULL, 0x3b4c5d6e7f8091a2ULL};
 constexpr int64_t kMaxNumel = int64_t(1) << 40;
 
 Napi::Value field(const Napi::Object& o, const char* key) { return o.Get(key); }
@@ -28,7 +30,28 @@ void readAttention(Op& op, const Napi::Object& a, const Backend* owner, const ch
   op.batch = int32_t(op.contextLens.size());
   op.numHeads = int32_t(toInt(field(a, "numHeads"), p + "numHeads", 1, Limits::kMaxHeads));
   Napi::Value s = field(a, "scale");
-  op.scale = s.IsUndefined() || s.IsNull() ? 0.f : float(toFinite(s, p + "scale"));
+  if (s.IsUndefined() || s.IsNull()) {
+    op.scale = 0.f;  // 1/sqrt(headDim)
+  } else {
+    const double d = toFinite(s, p + "scale");
+    // Also what survives the float conversion: 1e-50 would become 0 (the default) and
+    // 1e39 infinity.
+    if (!(d > 0) || !(float(d) > 0.f) || !std::isfinite(float(d)))
+      rangeError(a.Env(), p + "scale must be a positive finite number (or left out for 1/sqrt(headDim)), got " +
+                              describe(s));
+    op.scale = float(d);
+  }
+}
+
+// A backend's allocation failure (capacity, out of memory), named after the call.
+MemoryPtr allocate(Backend& be, size_t bytes, Tier tier, const char* fn, const char* what) {
+  try {
+    return be.allocate(bytes, tier, what);
+  } catch (const std::bad_alloc&) {
+    throw Error(std::string(fn) + ": out of memory allocating a " + what + " of " + std::to_string(bytes) + " bytes");
+  } catch (const Error& e) {
+    throw Error(std::string(fn) + ": " + e.what());
+  }
 }
 
 // Raw pool access runs on the queue that last writes that tier in a typical step: compute
@@ -61,11 +84,18 @@ Napi::Function BackendWrap::Init(Napi::Env env) {
                       InstanceMethod<&BackendWrap::WritePool>("writePool")});
 }
 
-BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {}
+BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+BackendWrap* BackendWrap::Unwrap(Napi::Object o) { return checkedUnwrap<BackendWrap>(o, kTag, "Backend"); }
 
 Napi::Object BackendWrap::Make(Napi::Env env, std::unique_ptr<Backend> backend) {
-  Napi::Object obj = addonData(env).backendCtor.New({});
-  Unwrap(obj)->backend_ = std::shared_ptr<Backend>(std::move(backend));
+  AddonData& data = addonData(env);
+  Napi::Object obj = data.backendCtor.New({});
+  auto be = std::shared_ptr<Backend>(std::move(backend));
+  data.lifetime->track(be);  // shut down with this environment (event_wrap.h)
+  Unwrap(obj)->backend_ = std::move(be);
   return obj;
 }
 
@@ -113,7 +143,7 @@ Napi::Value BackendWrap::CreatePool(const Napi::CallbackInfo& info) {
     validatePoolLayout(l);
     Pool p;
     p.layout = l;
-    p.mem = be.allocate(size_t(l.poolBytes()), tier, "pool");
+    p.mem = allocate(be, size_t(l.poolBytes()), tier, "createPool", "pool");
     return PoolWrap::Make(env, backend_, std::move(p));
   });
 }
@@ -127,7 +157,7 @@ Napi::Value BackendWrap::CreateTensor(const Napi::CallbackInfo& info) {
     t.dtype = toDType(info[0], "tensor: dtype");
     t.numel = toInt(info[1], "tensor: numel", 1, kMaxNumel);
     Tier tier = info[2].IsUndefined() ? Tier::Device : toTier(info[2], "tensor: tier");
-    t.mem = be.allocate(size_t(t.numel) * dtypeSize(t.dtype), tier, "tensor");
+    t.mem = allocate(be, size_t(t.numel) * dtypeSize(t.dtype), tier, "tensor", "tensor");
     return TensorWrap::Make(env, backend_, std::move(t));
   });
 }
@@ -199,7 +229,7 @@ Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Tensor& t = TensorWrap::From(info[0], &be, "write: tensor");
+    const Tensor t = TensorWrap::From(info[0], &be, "write: tensor");
     Bytes b = toDTypeBytes(info[1], t.dtype, "write: data");
     const int64_t offset = info[2].IsUndefined() ? 0 : toInt(info[2], "write: offset", 0, t.numel);
     if (b.numel > t.numel - offset)
@@ -208,7 +238,7 @@ Napi::Value BackendWrap::Write(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = t.mem;
     op.offset = size_t(offset) * dtypeSize(t.dtype);
-    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    op.bytes = std::move(b.owned);
     Deps deps = toDeps(info[3], &be, "write: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), Queue::Compute, deps), &be);
@@ -220,20 +250,17 @@ Napi::Value BackendWrap::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Tensor& t = TensorWrap::From(info[0], &be, "read: tensor");
+    const Tensor t = TensorWrap::From(info[0], &be, "read: tensor");
     ReadOp op;
     op.src = t.mem;
     op.offset = 0;
     op.length = size_t(t.numel) * dtypeSize(t.dtype);
-    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
+    op.into = std::make_shared<HostBytes>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[1], &be, "read: waitFor");
     validateRead(op);
     auto into = op.into;
-    return EventWrap::Make(env, be.read(std::move(op), Queue::Compute, deps), &be, [into](Napi::Env e) -> Napi::Value {
-      auto buf = Napi::ArrayBuffer::New(e, into->size());
-      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
-      return buf;
-    });
+    return EventWrap::Make(env, be.read(std::move(op), Queue::Compute, deps), &be,
+                           [into](Napi::Env e) -> Napi::Value { return toArrayBuffer(e, into); });
   });
 }
 
@@ -243,7 +270,7 @@ Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Pool& p = PoolWrap::From(info[0], &be, "readPool: pool");
+    const Pool p = PoolWrap::From(info[0], &be, "readPool: pool");
     const int64_t first = toInt(info[1], "readPool: firstBlock", 0, p.layout.numBlocks - 1);
     const int64_t count = toInt(info[2], "readPool: numBlocks", 0, p.layout.numBlocks);
     checkBlockRange(env, "readPool", p, first, count);
@@ -251,15 +278,12 @@ Napi::Value BackendWrap::ReadPool(const Napi::CallbackInfo& info) {
     op.src = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
     op.length = size_t(count * p.layout.blockBytes());
-    op.into = std::make_shared<std::vector<uint8_t>>(op.length);  // ops.h: sized by the caller
+    op.into = std::make_shared<HostBytes>(op.length);  // ops.h: sized by the caller
     Deps deps = toDeps(info[3], &be, "readPool: waitFor");
     validateRead(op);
     auto into = op.into;
-    return EventWrap::Make(env, be.read(std::move(op), poolQueue(p), deps), &be, [into](Napi::Env e) -> Napi::Value {
-      auto buf = Napi::ArrayBuffer::New(e, into->size());
-      if (!into->empty()) std::memcpy(buf.Data(), into->data(), into->size());
-      return buf;
-    });
+    return EventWrap::Make(env, be.read(std::move(op), poolQueue(p), deps), &be,
+                           [into](Napi::Env e) -> Napi::Value { return toArrayBuffer(e, into); });
   });
 }
 
@@ -269,7 +293,7 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Backend& be = backend(env);
-    const Pool& p = PoolWrap::From(info[0], &be, "writePool: pool");
+    const Pool p = PoolWrap::From(info[0], &be, "writePool: pool");
     const int64_t first = toInt(info[1], "writePool: firstBlock", 0, p.layout.numBlocks - 1);
     Bytes b = toDTypeBytes(info[2], p.layout.dtype, "writePool: data");
     if (b.numel % p.layout.blockStride() != 0)
@@ -279,7 +303,7 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
     WriteOp op;
     op.dst = p.mem;
     op.offset = size_t(first * p.layout.blockBytes());
-    op.bytes = std::make_shared<std::vector<uint8_t>>(b.data, b.data + b.length);
+    op.bytes = std::move(b.owned);
     Deps deps = toDeps(info[3], &be, "writePool: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), poolQueue(p), deps), &be);

@@ -10,6 +10,8 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit BackendWrap(const Napi::CallbackInfo& info);
+  // Checked unwrap (see common.h).
+  static BackendWrap* Unwrap(Napi::Object o);
 
   static Napi::Object Make(Napi::Env env, std::unique_ptr<Backend> backend);
   // The backend behind a JS Backend object (TypeError naming `name` otherwise).

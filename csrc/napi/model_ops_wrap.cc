@@ -29,7 +29,7 @@ Call begin(const Napi::CallbackInfo& info, const std::string& op) {
   return c;
 }
 
-const Tensor& tensorArg(const Call& c, const std::string& op, const char* key) {
+Tensor tensorArg(const Call& c, const std::string& op, const char* key) {
   return TensorWrap::From(c.args.Get(key), c.be.get(), op + ": " + key);
 }
 

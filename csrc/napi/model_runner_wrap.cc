@@ -12,6 +12,8 @@ namespace kvcake::napi {
 
 namespace {
 
+constexpr napi_type_tag kTag = {0x6b76636b65ee0010ULL, 0x4d5e6f708192a3b4ULL};
+
 int32_t cfgInt(const Napi::Object& o, const char* key, int64_t max) {
   return int32_t(toInt(o.Get(key), std::string("createModelRunner: config.") + key, 1, max));
 }
@@ -31,7 +33,10 @@ Napi::Function ModelRunnerWrap::Init(Napi::Env env) {
                       InstanceAccessor<&ModelRunnerWrap::Released>("released")});
 }
 
+ModelRunnerWrap* ModelRunnerWrap::Unwrap(Napi::Object o) { return checkedUnwrap<ModelRunnerWrap>(o, kTag, "ModelRunner"); }
+
 ModelRunnerWrap::ModelRunnerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelRunnerWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
   Napi::Env env = info.Env();
   guarded(env, [&] {
     backend_ = BackendWrap::Shared(info[0], "createModelRunner: backend");

@@ -1,7 +1,7 @@
 // The forward runner as a JS class, constructed from JS:
 //   new ModelRunner(backend, config, weights)
 //   runner.forward(step, waitFor) -> { work: Event (resolves { tokenIds, logprobs, logits? }),
-//                                      appended: Event[numLayers] }
+//                                      appended: Event[numLayers], copies: Event[] }
 //   runner.release()
 #pragma once
 #include "core/forward.h"
@@ -13,6 +13,8 @@ class ModelRunnerWrap : public Napi::ObjectWrap<ModelRunnerWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit ModelRunnerWrap(const Napi::CallbackInfo& info);
+  // Checked: a method called on anything but a ModelRunner is a TypeError.
+  static ModelRunnerWrap* Unwrap(Napi::Object o);
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);

@@ -2,6 +2,10 @@
 
 namespace kvcake::napi {
 
+namespace {
+constexpr napi_type_tag kTag = {0x6b76636b65ee0002ULL, 0x1c2d3e4f50617283ULL};
+}  // namespace
+
 Napi::Function PoolWrap::Init(Napi::Env env) {
   return DefineClass(env, "Pool",
                      {InstanceAccessor<&PoolWrap::Layout>("layout"), InstanceAccessor<&PoolWrap::Bytes>("bytes"),
@@ -11,7 +15,11 @@ Napi::Function PoolWrap::Init(Napi::Env env) {
                       InstanceMethod<&PoolWrap::Release>("release")});
 }
 
-PoolWrap::PoolWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolWrap>(info) {}
+PoolWrap::PoolWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+PoolWrap* PoolWrap::Unwrap(Napi::Object o) { return checkedUnwrap<PoolWrap>(o, kTag, "Pool"); }
 
 Napi::Object PoolWrap::Make(Napi::Env env, std::shared_ptr<Backend> backend, Pool pool) {
   Napi::Object obj = addonData(env).poolCtor.New({});
@@ -22,10 +30,9 @@ Napi::Object PoolWrap::Make(Napi::Env env, std::shared_ptr<Backend> backend, Poo
   return obj;
 }
 
-const Pool& PoolWrap::From(const Napi::Value& v, const Backend* owner, const std::string& name) {
+Pool PoolWrap::From(const Napi::Value& v, const Backend* owner, const std::string& name) {
   Napi::Env env = v.Env();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(env).poolCtor.Value()))
-    typeError(env, name + " must be a Pool created by createPool");
+  if (!isTagged(v, kTag)) typeError(env, name + " must be a Pool created by createPool, got " + describe(v));
   PoolWrap* w = Unwrap(v.As<Napi::Object>());
   if (!w->backend_) typeError(env, name + " must be a Pool created by createPool");
   if (w->backend_.get() != owner) rangeError(env, name + " belongs to a different backend");

@@ -9,10 +9,12 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit PoolWrap(const Napi::CallbackInfo& info);
+  // Checked unwrap (see common.h).
+  static PoolWrap* Unwrap(Napi::Object o);
 
   static Napi::Object Make(Napi::Env env, std::shared_ptr<Backend> backend, Pool pool);
   // The pool behind a JS value, checked to be a live pool of `owner`.
-  static const Pool& From(const Napi::Value& v, const Backend* owner, const std::string& name);
+  static Pool From(const Napi::Value& v, const Backend* owner, const std::string& name);
 
  private:
   Napi::Value Layout(const Napi::CallbackInfo& info);

@@ -2,6 +2,10 @@
 
 namespace kvcake::napi {
 
+namespace {
+constexpr napi_type_tag kTag = {0x6b76636b65ee0003ULL, 0x2a3b4c5d6e7f8091ULL};
+}  // namespace
+
 Napi::Function TensorWrap::Init(Napi::Env env) {
   return DefineClass(env, "Tensor",
                      {InstanceAccessor<&TensorWrap::DTypeName>("dtype"), InstanceAccessor<&TensorWrap::Numel>("numel"),
@@ -10,7 +14,11 @@ Napi::Function TensorWrap::Init(Napi::Env env) {
                       InstanceMethod<&TensorWrap::Release>("release")});
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+TensorWrap* TensorWrap::Unwrap(Napi::Object o) { return checkedUnwrap<TensorWrap>(o, kTag, "Tensor"); }
 
 Napi::Object TensorWrap::Make(Napi::Env env, std::shared_ptr<Backend> backend, Tensor t) {
   Napi::Object obj = addonData(env).tensorCtor.New({});
@@ -21,10 +29,9 @@ Napi::Object TensorWrap::Make(Napi::Env env, std::shared_ptr<Backend> backend, T
   return obj;
 }
 
-const Tensor& TensorWrap::From(const Napi::Value& v, const Backend* owner, const std::string& name) {
+Tensor TensorWrap::From(const Napi::Value& v, const Backend* owner, const std::string& name) {
   Napi::Env env = v.Env();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(env).tensorCtor.Value()))
-    typeError(env, name + " must be a Tensor created by this backend");
+  if (!isTagged(v, kTag)) typeError(env, name + " must be a Tensor created by this backend, got " + describe(v));
   TensorWrap* w = Unwrap(v.As<Napi::Object>());
   if (!w->backend_) typeError(env, name + " must be a Tensor created by this backend");
   if (w->backend_.get() != owner) rangeError(env, name + " belongs to a different backend");

@@ -9,9 +9,11 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit TensorWrap(const Napi::CallbackInfo& info);
+  // Checked unwrap (see common.h).
+  static TensorWrap* Unwrap(Napi::Object o);
 
   static Napi::Object Make(Napi::Env env, std::shared_ptr<Backend> backend, Tensor t);
-  static const Tensor& From(const Napi::Value& v, const Backend* owner, const std::string& name);
+  static Tensor From(const Napi::Value& v, const Backend* owner, const std::string& name);
 
  private:
   Napi::Value DTypeName(const Napi::CallbackInfo& info);

@@ -21,4 +21,5 @@ export type {
   Executor,
 } from './plan.js';
 export { PLACEHOLDER_TOKEN } from './plan.js';
+export { MAX_TIME } from './request.js';
 export type { Scheduler } from './scheduler.js';

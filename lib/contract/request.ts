@@ -40,3 +40,10 @@ export interface Request {
   tpotSlo?: number;
   prefix?: PrefixInfo;
 }
+
+/**
+ * Latest time a request may arrive (and a simulated clock may start), seconds: about 31.7
+ * years. A double still tells times 0.12 us apart there; at 1e15 s its spacing is 0.125 s,
+ * longer than a decode step, and step times would vanish into the clock.
+ */
+export const MAX_TIME = 1e9;

@@ -40,7 +40,7 @@ export const DEFAULT_STORAGE: Readonly<ChannelSpec> = { bandwidth: 10e9, latency
 /** Checks a cost model's shape at a boundary, naming what is missing. */
 export function checkCostModel(where: string, cost: unknown): CostModel {
   const c = cost as Partial<CostModel> | null | undefined;
-  if (!c || typeof c !== 'object') throw new TypeError(`${where}: cost must be a CostModel (see lib/cost), got ${c === null ? 'null' : typeof c}`);
+  if (!c || typeof c !== 'object') throw new TypeError(`${where}: cost must be a CostModel (deployment(model, gpu).cost, or see lib/cost), got ${c === null ? 'null' : typeof c}`);
   for (const fn of ['stepTime', 'prefillChunkTime', 'channel', 'transferTime'] as const) {
     if (typeof c[fn] !== 'function') throw new TypeError(`${where}: cost.${fn} must be a function`);
   }
@@ -51,7 +51,8 @@ export function checkCostModel(where: string, cost: unknown): CostModel {
   if (!(typeof c.deviceKvBytes === 'number' && c.deviceKvBytes >= 0)) throw new RangeError(`${where}: cost.deviceKvBytes must be a number >= 0, got ${String(c.deviceKvBytes)}`);
   for (const ch of ['h2d', 'd2h', 'storage'] as const) {
     const s = c.channel!(ch);
-    if (!s || !(s.bandwidth > 0 && Number.isFinite(s.bandwidth))) throw new RangeError(`${where}: cost.channel('${ch}').bandwidth must be a positive finite bytes/s, got ${String(s?.bandwidth)}`);
+    // At least 1 byte/s: below that a transfer's time overflows to Infinity.
+    if (!s || !(s.bandwidth >= 1 && Number.isFinite(s.bandwidth))) throw new RangeError(`${where}: cost.channel('${ch}').bandwidth must be a finite number of bytes/s >= 1, got ${String(s?.bandwidth)}`);
     if (!(s.latency >= 0 && Number.isFinite(s.latency))) throw new RangeError(`${where}: cost.channel('${ch}').latency must be a finite number >= 0 s, got ${String(s.latency)}`);
   }
   return c as CostModel;

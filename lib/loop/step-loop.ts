@@ -3,7 +3,7 @@
 // simulator feeds it a list of requests with arrival times on a virtual clock; the engine
 // feeds it live requests and wakes it when one arrives or is aborted.
 import type { Executor, StepPlan, StepResult } from '../contract/plan.js';
-import type { Request } from '../contract/request.js';
+import { MAX_TIME, type Request } from '../contract/request.js';
 import type { Scheduler } from '../contract/scheduler.js';
 import type { SeqEvent } from '../contract/events.js';
 
@@ -104,6 +104,11 @@ export async function runSteps(opts: StepLoopOptions): Promise<StepLoopResult> {
       result = await executor.idle(arrivals.next(), arrivals.wake?.());
     }
     const waited: boolean = polled && !busy && !carriesRecords(plan);
+    // An executor whose clock goes back or leaves the representable range would never reach
+    // the next arrival.
+    if (!(executor.now >= now && executor.now <= 2 * MAX_TIME)) {
+      throw new Error(`runSteps: the executor's clock went from ${now} to ${executor.now} s in step ${plan.step}; it must move forward and stay finite`);
+    }
     const events = scheduler.onResult(plan, result);
     opts.onStep?.(plan, result, events);
     const progressed: boolean = busy || carriesRecords(plan) || events.length > 0 || result.transfersDone.length > 0 || (waited && (executor.now > now || arrivals.wake !== undefined));

@@ -7,6 +7,8 @@
 //   compute-only  baseline placement; prefix hits are recomputed (Cake's compute baseline)
 //   load-only     baseline placement; prefix hits are loaded whole (Cake's load baseline)
 import { Scheduler, type SchedulerConfig } from './scheduler.js';
+import { checkSchedulerOptions } from './options.js';
+import { show } from '../util/show.js';
 
 export type PolicyName = 'baseline' | 'layerkv' | 'cake' | 'layerkv+cake' | 'compute-only' | 'load-only';
 export const POLICIES: readonly PolicyName[] = ['baseline', 'layerkv', 'cake', 'layerkv+cake', 'compute-only', 'load-only'];
@@ -23,11 +25,18 @@ const PARTS: Record<PolicyName, Pick<SchedulerConfig, 'placement' | 'prefix'>> =
 };
 
 export function createScheduler(opts: CreateSchedulerOptions): Scheduler {
-  if (!opts || typeof opts !== 'object') throw new TypeError('createScheduler: options object required');
+  if (!opts || typeof opts !== 'object') throw new TypeError(`createScheduler: options must be an object, got ${show(opts)}`);
   const { policy, ...cfg } = opts;
-  const parts = Object.hasOwn(PARTS, policy) ? PARTS[policy] : undefined;
-  if (!parts) throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${String(policy)}`);
-  return new Scheduler({ ...cfg, ...parts, name: cfg.name ?? policy });
+  const parts = typeof policy === 'string' && Object.hasOwn(PARTS, policy) ? PARTS[policy] : undefined;
+  if (!parts) throw new RangeError(`createScheduler: policy must be one of ${POLICIES.join(', ')}, got ${show(policy)}`);
+  checkSchedulerOptions(opts as unknown as Record<string, unknown>);
+  try {
+    return new Scheduler({ ...cfg, ...parts, name: cfg.name ?? policy });
+  } catch (err) {
+    // The parts name themselves; the caller called createScheduler.
+    if (err instanceof Error) err.message = err.message.replace(/^(Scheduler|LayerKV|KVCacheManager|BlockPool(\([a-z]+\))?): /, 'createScheduler: ');
+    throw err;
+  }
 }
 
 export { Scheduler, type SchedulerConfig } from './scheduler.js';

@@ -31,6 +31,7 @@ import { SeqState } from './request-state.js';
 import { StepBuilder } from './step-builder.js';
 import { TransferTable } from './transfers.js';
 import { validateRequest } from './validate.js';
+import { show } from '../util/show.js';
 
 export interface SchedulerConfig {
   /** Cost model of the deployment: sizes pools, predicts step and transfer times. */
@@ -152,7 +153,9 @@ export class Scheduler implements SchedulerContract, SchedCore {
   // ---- requests -----------------------------------------------------------------------
 
   add(req: Request, now: number): void {
-    const reason = validateRequest(req, now, { seqs: this.seqs, kv: this.kv, numLayers: this.numLayers, loadsPrefixes: this.prefix !== null && this.prefix.mode !== 'compute-only' });
+    // Not a request at all: there is no id to report a rejection under.
+    if (typeof req !== 'object' || req === null) throw new TypeError(`add: request must be an object, got ${show(req)}`);
+    const reason = validateRequest(req, now, { seqs: this.seqs, kv: this.kv, numLayers: this.numLayers });
     if (reason !== null) {
       this.stats.rejected++;
       this.pending.push({ seq: String((req as Request | null)?.id), kind: 'rejected', at: now, reason });

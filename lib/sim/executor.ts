@@ -7,6 +7,8 @@
 // wall clock, no randomness. It computes no tokens: every emitting item samples
 // PLACEHOLDER_TOKEN.
 import type { ChannelSpec, CostModel } from '../cost/cost-model.js';
+import { MAX_TIME } from '../contract/request.js';
+import { show } from '../util/show.js';
 import { PLACEHOLDER_TOKEN, type Channel, type Executor, type SampledToken, type StepPlan, type StepResult, type Transfer } from '../contract/plan.js';
 
 export interface SimExecutorOptions {
@@ -93,12 +95,14 @@ export class SimExecutor implements Executor {
       const base = cost.channel(c);
       const out = { bandwidth: bw ?? base.bandwidth, latency: lat ?? base.latency };
       const name = c === 'storage' ? 'storageBandwidth' : `cost.channel('${c}').bandwidth`;
-      if (!(out.bandwidth > 0 && Number.isFinite(out.bandwidth))) throw new RangeError(`SimExecutor: ${name} must be a positive finite bytes/s, got ${out.bandwidth}`);
-      if (!(out.latency >= 0 && Number.isFinite(out.latency))) throw new RangeError(`SimExecutor: ${c === 'storage' ? 'storageLatency' : `cost.channel('${c}').latency`} must be a finite number >= 0 s, got ${out.latency}`);
+      // At least 1 byte/s: below that a transfer's time overflows to Infinity.
+      if (!(typeof out.bandwidth === 'number' && out.bandwidth >= 1 && Number.isFinite(out.bandwidth))) throw new RangeError(`SimExecutor: ${name} must be a finite number of bytes/s >= 1, got ${show(out.bandwidth)}`);
+      if (!(typeof out.latency === 'number' && out.latency >= 0 && Number.isFinite(out.latency))) throw new RangeError(`SimExecutor: ${c === 'storage' ? 'storageLatency' : `cost.channel('${c}').latency`} must be a finite number of seconds >= 0, got ${show(out.latency)}`);
       return out;
     };
+    // A NaN clock never reaches an arrival, and past MAX_TIME step times vanish into it.
     const start = opts.start ?? 0;
-    if (!Number.isFinite(start)) throw new RangeError(`SimExecutor: start must be a finite time, got ${start}`);
+    if (typeof start !== 'number' || !(start >= 0 && start <= MAX_TIME)) throw new RangeError(`SimExecutor: start must be a time in [0, 1e9] s, got ${show(start)}`);
     this.cost = cost;
     this.numLayers = L;
     this.clock = start;
@@ -159,7 +163,9 @@ export class SimExecutor implements Executor {
     enqueueStage(-1, start);
     let end = start;
     if (plan.compute.length > 0) {
-      const per = this.cost.stepTime(plan.compute) / L;
+      const t = this.cost.stepTime(plan.compute);
+      if (!(t >= 0 && Number.isFinite(t))) throw new RangeError(`SimExecutor: cost.stepTime must return a finite number of seconds >= 0, got ${t} for step ${plan.step}`);
+      const per = t / L;
       let clock = start;
       for (let l = 0; l < L; l++) {
         clock = Math.max(clock, this.gate[l]) + per;

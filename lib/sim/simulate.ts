@@ -6,6 +6,8 @@ import type { Request } from '../contract/request.js';
 import type { Scheduler } from '../contract/scheduler.js';
 import type { SeqEvent } from '../contract/events.js';
 import { ListArrivals, runSteps } from '../loop/step-loop.js';
+import { MAX_TIME } from '../contract/request.js';
+import { show } from '../util/show.js';
 import { MetricsCollector, type ServingMetrics } from '../metrics/collector.js';
 import { SimExecutor, type SimExecutorOptions } from './executor.js';
 
@@ -45,10 +47,26 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
   const { scheduler } = opts;
   if (!scheduler || typeof scheduler.schedule !== 'function') throw new TypeError('simulate: scheduler is required');
   if (!Array.isArray(opts.requests)) throw new TypeError('simulate: requests must be an array');
-  for (const [i, r] of opts.requests.entries()) {
-    if (!r || typeof r !== 'object') throw new TypeError(`simulate: requests[${i}] must be a request object`);
-    if (!(Number.isFinite(r.arrival) && r.arrival >= 0)) throw new RangeError(`simulate: requests[${i}].arrival must be a finite time >= 0 s, got ${r.arrival}`);
+  if (opts.executorOptions !== undefined && (typeof opts.executorOptions !== 'object' || opts.executorOptions === null)) {
+    throw new TypeError(`simulate: executorOptions must be an object, got ${show(opts.executorOptions)}`);
   }
+  const given = opts.executor as Partial<Executor> | undefined;
+  if (given !== undefined && (typeof given !== 'object' || given === null || typeof given.execute !== 'function' || typeof given.idle !== 'function' || typeof given.now !== 'number')) {
+    throw new TypeError(`simulate: executor must be an Executor (execute, idle, now), got ${show(given)}`);
+  }
+  if (opts.onStep !== undefined && typeof opts.onStep !== 'function') throw new TypeError(`simulate: onStep must be a function, got ${show(opts.onStep)}`);
+  // The loop sorts by arrival and the metrics key by id, so these must hold for every
+  // request; a request wrong in any other way is the scheduler's to reject.
+  const ids = new Set<string>();
+  opts.requests.forEach((r: unknown, i) => {
+    if (typeof r !== 'object' || r === null) throw new TypeError(`simulate: requests[${i}] must be a Request object, got ${show(r)}`);
+    const { id, arrival } = r as Record<string, unknown>;
+    if (typeof id !== 'string' || id.length === 0) throw new TypeError(`simulate: requests[${i}].id must be a non-empty string, got ${show(id)}`);
+    if (ids.has(id)) throw new RangeError(`simulate: requests[${i}].id ${show(id)} repeats an earlier request's id`);
+    ids.add(id);
+    if (typeof arrival !== 'number' || !(arrival >= 0 && arrival <= MAX_TIME)) throw new RangeError(`simulate: requests[${i}].arrival must be a time in [0, 1e9] s, got ${show(arrival)}`);
+  });
+  if (opts.maxSteps !== undefined && !(Number.isSafeInteger(opts.maxSteps) && opts.maxSteps > 0)) throw new RangeError(`simulate: maxSteps must be a positive integer, got ${show(opts.maxSteps)}`);
   const cost = opts.deployment?.cost ?? opts.cost;
   const executor: Executor | undefined = opts.executor ?? (cost ? new SimExecutor(cost, opts.executorOptions) : undefined);
   if (!executor) throw new TypeError('simulate: give executor, deployment or cost');
@@ -67,6 +85,10 @@ export async function simulate(opts: SimulateOptions): Promise<SimulateResult> {
       if (events) events.push(...ev);
       opts.onStep?.(plan, result, ev);
     },
+  }).catch((err: unknown) => {
+    // The loop names itself; the caller called simulate.
+    if (err instanceof Error) err.message = err.message.replace(/^runSteps: /, 'simulate: ');
+    throw err;
   });
   return { metrics: collector.summary(), collector, steps, computeSteps, end: executor.now, events, rejected };
 }

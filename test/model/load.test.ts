@@ -105,7 +105,7 @@ forEachBackend('loadModel', (test, be, kind) => {
     try {
       await rejectsExactly(loadModel(null as never), TypeError, 'loadModel: source must be { backend, dir } or { backend, config, dummySeed }');
       await rejectsExactly(loadModel({ backend: 'cpu' } as never), TypeError, 'loadModel: source must be { backend, dir } or { backend, config, dummySeed }');
-      await rejectsExactly(loadModel({ backend: 'tpu' as 'cpu', dir: tiny.dir }), RangeError, "backend must be 'cpu', 'cuda' or 'auto', got \"tpu\"");
+      await rejectsExactly(loadModel({ backend: 'tpu' as 'cpu', dir: tiny.dir }), RangeError, "createBackend: backend must be 'cpu', 'cuda' or 'auto', got \"tpu\"");
       await rejectsExactly(loadModel({ backend: {} as never, dir: tiny.dir }), TypeError, "loadModel: backend must be a Backend, 'cpu' or 'cuda'");
       await rejectsExactly(loadModel({ backend: be(), dir: tiny.dir }, { dtype: 'fp8' as 'fp16' }), RangeError, 'loadModel: dtype must be \'fp32\', \'fp16\' or \'bf16\', got "fp8"');
       await rejectsExactly(loadModel({ backend: be(), config: TINY[0].config, dummySeed: -1 }), RangeError, 'loadModel: dummySeed = -1 must be an integer in [0, 2^53)');

@@ -173,6 +173,177 @@ forEachBackend('argument errors', (test, be) => {
   });
 });
 
+forEachBackend('inputs outside the documented contract', (test, be) => {
+  test('pool geometry, slots, scale and shapes', () => {
+    const { b, pool, q, out } = fixture(be());
+    throwsLike(() => b.createPool({ ...POOL, blockSize: 24 }), RangeError, /^createPool: blockSize 24 is not a power of two \(8, 16, 32, 64, 128, 256\)$/);
+    const row = 2 * 64;
+    const k = new Uint16Array(3 * row);
+    throwsLike(() => b.appendKV({ pool, k, v: k, slotMapping: new Int32Array([0, -2, 1]) }), RangeError, /^append: slotMapping\[1\] = -2 is negative; only -1 marks a padding row$/);
+    throwsLike(() => b.appendKV({ pool, k: new Uint16Array(4 * row), v: k, slotMapping: new Int32Array([0, 1, 2]) }), RangeError, /^appendKV: k has 512 elements but \[3\]\[2\]\[64\] needs 384; a typed-array input must match its shape exactly$/);
+    const ok = { pool, q, out, blockTables: new Int32Array(8), tableStride: 4, contextLens: new Int32Array([40, 64]), numHeads: 8 };
+    for (const scale of [-1, 0, 1e-50, 1e39])
+      throwsLike(() => b.decode({ ...ok, scale }), RangeError, new RegExp(`^decode: scale must be a positive finite number \\(or left out for 1/sqrt\\(headDim\\)\\), got ${String(scale).replace('+', '\\+')}$`));
+    throwsLike(() => b.decode({ ...ok, blockTables: new Int32Array(9) }), RangeError, /^decode: blockTables has 9 entries but batch 2 x tableStride 4 needs 8$/);
+    throwsLike(() => b.decode({ ...ok, q: new Uint16Array(2 * 8 * 64 + 1) }), RangeError, /^decode: q has 1025 elements but \[2\]\[8\]\[64\] needs 1024; a typed-array input must match its shape exactly$/);
+    throwsLike(() => b.prefill({ ...ok, q: new Uint16Array(3 * 8 * 64), qStartLoc: new Int32Array([0, 1, 2]) }), RangeError, /^prefill: q has 1536 elements but \[2\]\[8\]\[64\] needs 1024; a typed-array input must match its shape exactly$/);
+    for (const t of [q, out]) t.release();
+    pool.release();
+  });
+
+  test('a Tensor input larger than its shape is read from its start', async () => {
+    const b = be();
+    const pool = b.createPool({ ...POOL, dtype: 'fp32', numBlocks: 2 });
+    const row = 2 * 64;
+    const kv = Float32Array.from({ length: 16 * row }, (_, i) => Math.sin(i));
+    await b.appendKV({ pool, k: kv, v: kv.map((x) => x * 0.5), slotMapping: Int32Array.from({ length: 16 }, (_, i) => i) });
+    const qv = Float32Array.from({ length: 4 * 64 }, (_, i) => Math.cos(i));
+    const big = b.tensor({ dtype: 'fp32', shape: [2 * 4 * 64] });
+    await big.write(qv);
+    const args = { pool, blockTables: new Int32Array([0]), tableStride: 1, contextLens: new Int32Array([16]), numHeads: 4 };
+    const o1 = b.tensor({ dtype: 'fp32', shape: [1, 4, 64] });
+    const o2 = b.tensor({ dtype: 'fp32', shape: [1, 4, 64] });
+    await b.decode({ ...args, q: qv, out: o1 });
+    await b.decode({ ...args, q: big, out: o2 });
+    assert.equal(await o2.readFloat32(), await o1.readFloat32());
+    for (const t of [big, o1, o2]) t.release();
+    pool.release();
+  });
+});
+
+forEachBackend('clear errors', (test, be) => {
+  test('numbers print as the caller passed them; BigInts are named', () => {
+    const b = be();
+    throwsLike(() => b.createPool({ ...POOL, numBlocks: 1e300 }), RangeError, /^createPool: numBlocks = 1e\+300 is out of range \[1, 2147483647\]$/);
+    throwsLike(() => b.createPool({ ...POOL, numBlocks: 1e-7 }), RangeError, /^createPool: numBlocks must be an integer, got 1e-7$/);
+    throwsLike(() => b.createPool({ ...POOL, numBlocks: 2 ** 64 }), RangeError, /^createPool: numBlocks = 18446744073709552000 is out of range/);
+    throwsLike(() => b.createPool({ ...POOL, numBlocks: 4n as unknown as number }), TypeError, /^createPool: numBlocks must be a number, got 4n$/);
+    throwsLike(() => b.createPool({ ...POOL, dtype: Symbol('x') as unknown as 'fp16' }), TypeError, /^createPool: dtype must be 'fp32', 'fp16' or 'bf16', got a symbol$/);
+    throwsLike(() => b.tensor({ dtype: 'fp16', shape: [4n as unknown as number] }), TypeError, /^tensor: shape\[0\] must be a number, got 4n$/);
+    const pool = b.createPool(POOL);
+    throwsLike(() => pool.read({ firstBlock: 1n as unknown as number }), TypeError, /^readPool: firstBlock must be a number, got 1n$/);
+    throwsLike(() => pool.read({ numBlocks: 2 ** 70 }), RangeError, /^readPool: numBlocks = 1\.1805916207174113e\+21 is out of range \[0, 4\]$/);
+    const t = b.tensor({ dtype: 'fp16', shape: [4] });
+    throwsLike(() => t.write(new Uint16Array(1), { offset: -0.5 }), RangeError, /^write: offset must be an integer, got -0\.5$/);
+    t.release();
+    pool.release();
+  });
+
+  test('non-object arguments and options name the function and the argument', () => {
+    const { b, pool, q, out } = fixture(be());
+    const h = b.createPool({ ...POOL, tier: 'host' });
+    throwsLike(() => b.appendKV(null as never), TypeError, /^appendKV: arguments must be an object, got null$/);
+    throwsLike(() => b.decode(7 as never), TypeError, /^decode: arguments must be an object, got 7$/);
+    throwsLike(() => b.prefill(undefined as never), TypeError, /^prefill: arguments must be an object, got undefined$/);
+    throwsLike(() => b.appendKV({ pool: null } as never), TypeError, /^appendKV: pool must be a KVPool, got null$/);
+    throwsLike(() => b.copyBlocks(pool, h, new Int32Array(0), null as never), TypeError, /^copyBlocks: options must be an object, got null$/);
+    throwsLike(() => b.copyBlocks(pool, 'h' as never, new Int32Array(0)), TypeError, /^copyBlocks: dst must be a KVPool, got "h"$/);
+    throwsLike(() => pool.read(null as never), TypeError, /^pool\.read: options must be an object, got null$/);
+    throwsLike(() => pool.write(new Uint16Array(0), [] as never), TypeError, /^pool\.write: options must be an object, got an array$/);
+    throwsLike(() => q.read(null as never), TypeError, /^read: options must be an object, got null$/);
+    throwsLike(() => q.write(new Uint16Array(1), 5 as never), TypeError, /^write: options must be an object, got 5$/);
+    throwsLike(() => b.tensor(null as never), TypeError, /^tensor: options must be an object, got null$/);
+    throwsLike(() => b.tensorFrom(null as never, 'fp16'), TypeError, /^tensorFrom: data must be a Float32Array \(fp32\) or Uint16Array \(fp16\/bf16 bit patterns\), got null$/);
+    throwsLike(() => createBackend(null as never), TypeError, /^createBackend: options must be an object, got null$/);
+    throwsLike(() => b.decode({ pool, q, out, blockTables: null, tableStride: 1, contextLens: new Int32Array(0), numHeads: 8 } as never), TypeError, /^decode: blockTables must be an Int32Array, got null$/);
+    for (const x of [q, out, h]) x.release();
+    pool.release();
+  });
+
+  test('readFloat32 throws before anything is queued', () => {
+    const b = be();
+    const t = b.tensor({ dtype: 'fp16', shape: [4] });
+    throwsLike(() => t.readFloat32({ waitFor: 'x' as never }), TypeError, /^read: waitFor must be an array of Work, got "x"$/);
+    t.release();
+    throwsLike(() => t.readFloat32(), Error, /^read: tensor has been released$/);
+  });
+
+  test('typed arrays over a SharedArrayBuffer are accepted and read like any other', async () => {
+    const b = be();
+    const shared = <T extends Float32Array | Uint16Array>(C: { new (buf: SharedArrayBuffer, off: number, len: number): T; BYTES_PER_ELEMENT: number }, src: ArrayLike<number>): T => {
+      // At an offset, so the view's own start is what must be read.
+      const a = new C(new SharedArrayBuffer((src.length + 3) * C.BYTES_PER_ELEMENT), 3 * C.BYTES_PER_ELEMENT, src.length);
+      a.set(src);
+      return a;
+    };
+    const pool = b.createPool({ ...POOL, dtype: 'fp32', numBlocks: 2 });
+    const row = 2 * 64;
+    const kv = Float32Array.from({ length: 16 * row }, (_, i) => Math.sin(i));
+    const slots = Int32Array.from({ length: 16 }, (_, i) => i);
+    await b.appendKV({ pool, k: shared(Float32Array, kv), v: shared(Float32Array, kv), slotMapping: slots });
+    const image = await pool.read({ firstBlock: 0, numBlocks: 1 });
+    const plain = b.createPool({ ...POOL, dtype: 'fp32', numBlocks: 2 });
+    await b.appendKV({ pool: plain, k: kv, v: kv, slotMapping: slots });
+    assert.equal(image, await plain.read({ firstBlock: 0, numBlocks: 1 }));
+    await plain.write(shared(Float32Array, image), { firstBlock: 1 });
+    assert.equal(await plain.read({ firstBlock: 1, numBlocks: 1 }), image);
+    const qv = Float32Array.from({ length: 4 * 64 }, (_, i) => Math.cos(i));
+    const args = { pool, blockTables: new Int32Array([0]), tableStride: 1, contextLens: new Int32Array([16]), numHeads: 4 };
+    const o1 = b.tensor({ dtype: 'fp32', shape: [1, 4, 64] });
+    const o2 = b.tensor({ dtype: 'fp32', shape: [1, 4, 64] });
+    await b.decode({ ...args, q: qv, out: o1 });
+    await b.decode({ ...args, q: shared(Float32Array, qv), out: o2 });
+    assert.equal(await o2.read(), await o1.read());
+    await b.prefill({ ...args, q: shared(Float32Array, qv), out: o2, qStartLoc: new Int32Array([0, 1]) });
+    assert.equal(await o2.read(), await o1.read());
+    const h = b.tensorFrom(shared(Uint16Array, [1, 2, 3, 4]), 'fp16', [4]);
+    assert.equal([...((await h.read()) as Uint16Array)], [1, 2, 3, 4]);
+    await h.write(shared(Uint16Array, [9]), { offset: 2 });
+    assert.equal([...((await h.read()) as Uint16Array)], [1, 2, 9, 4]);
+    for (const t of [o1, o2, h]) t.release();
+    pool.release();
+    plain.release();
+  });
+});
+
+forEachBackend('native entry points stand on their own', (test, be) => {
+  test('a waitFor element getter that releases the pool', async () => {
+    const b = be();
+    const pool = b.createPool(POOL);
+    const first = pool.write(new Uint16Array(pool.layout.blockStride).fill(7));
+    const raw = b.handle as unknown as Record<string, (...a: unknown[]) => { promise: Promise<unknown> }>;
+    // A real event to wait on, reached through the raw handle like the getter is.
+    const dep = raw.readPool.call(b.handle, pool.handle, 0, 1);
+    // The public API copies waitFor first; pool.handle lets a caller skip that.
+    const releasing = (p: { release(): void }): unknown[] => {
+      const list: unknown[] = [];
+      Object.defineProperty(list, 0, { enumerable: true, get: () => (p.release(), dep) });
+      return list;
+    };
+    const r = raw.readPool.call(b.handle, pool.handle, 0, 1, releasing(pool));
+    const bytes = new Uint16Array((await r.promise) as ArrayBuffer);
+    assert.is(bytes[0], 7);
+    assert.ok(pool.released);
+    const pool2 = b.createPool(POOL);
+    await raw.writePool.call(b.handle, pool2.handle, 0, new Uint16Array(pool2.layout.blockStride), releasing(pool2)).promise;
+    await first;
+    assert.is(b.liveBytes('device'), 0);
+  });
+
+  // V8's receiver check answers first for prototype methods ("Illegal invocation"); the
+  // binding's type tags stand behind it (and behind every argument).
+  test('methods called on the wrong object throw a TypeError', () => {
+    const wrongThis = /^(Illegal invocation|kvcake: a \w+ method was called on an object that is not a \w+)$/;
+    const b = be();
+    const pool = b.createPool(POOL);
+    const t = b.tensor({ dtype: 'fp16', shape: [4] });
+    const ev = (b.handle as unknown as { read: (t: unknown) => { ready: () => boolean; promise: Promise<unknown> } }).read(t.handle);
+    const proto = (x: object) => Object.getPrototypeOf(x) as Record<string, unknown>;
+    const getter = (x: object, k: string) => Object.getOwnPropertyDescriptor(proto(x), k)!.get!;
+    throwsLike(() => (proto(pool.handle).release as () => void).call(t.handle), TypeError, wrongThis);
+    throwsLike(() => (ev.ready as () => boolean).call(b.handle), TypeError, wrongThis);
+    throwsLike(() => getter(t.handle, 'numel').call(pool.handle), TypeError, wrongThis);
+    throwsLike(() => (proto(b.handle).liveBytes as (x: string) => number).call(Object.create(proto(b.handle)), 'device'), TypeError, wrongThis);
+    const fake = Object.create(proto(pool.handle));
+    throwsLike(() => b.handle.copyBlocks(fake, pool.handle, new Int32Array(0)), TypeError, /^copyBlocks: src must be a Pool created by createPool, got an object$/);
+    const ctor = proto(pool.handle).constructor as new () => object;
+    throwsLike(() => b.handle.copyBlocks(new ctor() as never, pool.handle, new Int32Array(0)), TypeError, /^copyBlocks: src must be a Pool created by createPool$/);
+    ev.promise.catch(() => {});
+    t.release();
+    pool.release();
+  });
+});
+
 forEachBackend('device capacity', (test, be, kind) => {
   test('allocation beyond the device tier capacity throws a clear Error', () => {
     if (kind !== 'cpu') return; // the capacity option belongs to the CPU backend

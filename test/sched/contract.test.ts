@@ -159,8 +159,8 @@ test('requests with bad token ids, stop ids or SLOs are rejected naming the fiel
     ['p', 'rejected', 'promptTokens has 9 ids, promptLen is 10'],
     ['n', 'rejected', 'promptTokens[1] = -2 is negative'],
     ['s', 'rejected', 'stopTokenIds[0] must be an integer in [0, 2^31), got 1.5'],
-    ['t', 'rejected', 'tpotSlo must be a finite number of seconds > 0, got NaN'],
-    ['u', 'rejected', 'ttftSlo must be a finite number of seconds > 0, got -1'],
+    ['t', 'rejected', 'tpotSlo must be a positive number of seconds (or left out), got NaN'],
+    ['u', 'rejected', 'ttftSlo must be a positive number of seconds (or left out), got -1'],
   ]);
 });
 

@@ -91,8 +91,8 @@ test('bad transfers are refused with the field named', () => {
   assert.throws(() => ex.executeSync(plan([decode], [tr(2, { afterLayer: 2, beforeLayer: 2 })])), /transfer 2 gates layer 2 but is ready only after layer 2/);
   assert.throws(() => ex.executeSync(plan([decode], [tr(3, { after: [4] }), tr(4, {})])), /transfer 3 waits for transfer 4, issued after it/);
   assert.throws(() => ex.executeSync(plan([decode], [tr(5, {}), tr(5, {})])), /transfer id 5 issued twice/);
-  assert.throws(() => new SimExecutor(fakeCost(), { storageBandwidth: 0 }), /storageBandwidth must be a positive finite bytes\/s, got 0/);
-  assert.throws(() => new SimExecutor(fakeCost(), { start: NaN }), /start must be a finite time, got NaN/);
+  assert.throws(() => new SimExecutor(fakeCost(), { storageBandwidth: 0 }), /storageBandwidth must be a finite number of bytes\/s >= 1, got 0/);
+  assert.throws(() => new SimExecutor(fakeCost(), { start: NaN }), /start must be a time in \[0, 1e9\] s, got NaN/);
 });
 
 test.run();

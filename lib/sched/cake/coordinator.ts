@@ -72,9 +72,17 @@ export class PrefixCoordinator {
     this.storageBandwidth = typeof bw === 'function' ? bw : typeof bw === 'number' ? () => bw : () => core.cost.channel('storage').bandwidth;
   }
 
-  /** Whether `s`'s prefill goes through this coordinator (it has a stored prefix). */
+  /** Whether `s`'s prefill goes through this coordinator: it has a stored prefix, and (to
+   *  load any of it) the host pool can hold one chunk's landing blocks. A request whose
+   *  chunks can never land is an ordinary prefill. */
   uses(s: SeqState): boolean {
-    return !!s.req.prefix && s.req.prefix.storedChunks > 0;
+    const p = s.req.prefix;
+    if (!p || p.storedChunks === 0) return false;
+    return this.mode === 'compute-only' || this.landingBlocks(p.chunkTokens) <= this.core.kv.host.numBlocks;
+  }
+
+  private landingBlocks(chunkTokens: number): number {
+    return this.core.numLayers * (chunkTokens / this.core.blockSize);
   }
 
   /** Whether `s` is prefilling under this coordinator now. */
@@ -127,7 +135,13 @@ export class PrefixCoordinator {
       if (p && !p.tracker.done) live.push(s);
     }
     if (this.mode === 'cake') this.planJointly(now, live);
-    for (const s of live) this.issueLoads(s, b, now);
+    for (const s of live) {
+      // No room to land a chunk and nothing in flight: compute the rest rather than wait on
+      // host blocks that other requests may hold for long (swapped, offloaded).
+      const t = this.seqs.get(s)!.tracker;
+      if (this.mode === 'cake' && t.loadsInFlight === 0 && !this.core.kv.host.canAllocate(this.landingBlocks(t.chunkTokens))) t.setSplit(t.storedChunks);
+      this.issueLoads(s, b, now);
+    }
     if (b.budget === 0 || live.length === 0) return;
     const push = (s: SeqState, r: { start: number; tokens: number }) => b.add(this.core.prefillItem(s, r.tokens, r.start));
     if (this.mode !== 'cake') {
