@@ -10,7 +10,8 @@ import type { Request } from '../contract/request.js';
 import { runSteps, type Arrivals } from '../loop/step-loop.js';
 import { loadModel, type Model } from '../model/model.js';
 import { resolveSampling } from '../model/sampling.js';
-import type { DetokenizerStream, Tokenizer } from '../model/tokenizer.js';
+import { Tokenizer, type DetokenizerStream } from '../model/tokenizer.js';
+import type { ModelConfig } from '../model/config.js';
 import { createScheduler, POLICIES, type PolicyName } from '../sched/index.js';
 import type { Scheduler } from '../sched/scheduler.js';
 import { engineCost } from './cost.js';
@@ -34,6 +35,10 @@ class LiveArrivals implements Arrivals {
     const w = this.waiter;
     this.waiter = null;
     w?.();
+  }
+  /** Requests pushed and not yet taken by the loop. */
+  get pending(): number {
+    return this.queue.length;
   }
   take(): Request[] {
     const out = this.queue;
@@ -80,6 +85,8 @@ class GenerationState implements Generation {
   preemptions = 0;
   /** Set when the engine ended the request for a stop string (reported as 'stop'). */
   stoppedByString = false;
+  /** Decoded text not streamed yet because it may be the start of a stop string. */
+  held = '';
 
   constructor(
     readonly requestId: string,
@@ -160,6 +167,7 @@ class EngineImpl implements Engine {
   readonly backend: 'cpu' | 'cuda';
   readonly policy: PolicyName;
   readonly tokenizer: Tokenizer | null;
+  readonly config: ModelConfig;
   private readonly be: Backend;
   private readonly model: Model;
   private readonly pools: { device: KVPool; host: KVPool };
@@ -182,7 +190,7 @@ class EngineImpl implements Engine {
   private readonly cost: CostModel;
   private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
 
-  constructor(o: { opts: EngineOptions; be: Backend; model: Model; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
+  constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
     this.opts = o.opts;
     this.cost = o.cost;
     this.be = o.be;
@@ -191,7 +199,8 @@ class EngineImpl implements Engine {
     this.pools = o.pools;
     this.policy = o.policy;
     this.maxWaiting = o.maxWaiting;
-    this.tokenizer = o.model.tokenizer;
+    this.tokenizer = o.tokenizer ?? o.model.tokenizer;
+    this.config = o.model.config;
     this.modelName = typeof o.opts.model === 'string' ? o.opts.model : `dummy ${o.model.config.architecture} ${o.model.config.numLayers}x${o.model.config.hiddenSize}`;
     const blockSize = o.pools.device.layout.blockSize;
     this.scheduler = createScheduler({
@@ -286,7 +295,9 @@ class EngineImpl implements Engine {
     const id = opts.requestId ?? `req-${this.nextId++}`;
     if (typeof id !== 'string' || id.length === 0) throw new TypeError('generate: requestId must be a non-empty string');
     if (this.gens.has(id)) throw new RangeError(`generate: requestId ${id} is already in use`);
-    if (this.scheduler.numWaiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${this.scheduler.numWaiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
+    // Requests the loop has not taken yet are waiting too: a burst between two steps counts.
+    const waiting = this.scheduler.numWaiting + this.arrivals.pending;
+    if (waiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${waiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
     if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('generate: aborted before it started');
     const now = this.now();
     const g = new GenerationState(id, ids.length, now, this.tokenizer?.createStream({ promptIds: ids }) ?? null, stopStrings, () => this.cancel(id));
@@ -341,15 +352,19 @@ class EngineImpl implements Engine {
           g.lastAt = e.at;
           let text = g.detok ? g.detok.push(token) : '';
           if (g.stopStrings.length > 0) {
+            // g.text is what was streamed; a stop string can only begin after it, because a
+            // tail that could begin one is held back until it can no longer.
             const before = g.text.length;
-            const all = g.text + text;
+            const tail = g.held + text;
+            const all = g.text + tail;
             let cut = -1;
             for (const s of g.stopStrings) {
-              const at = all.indexOf(s, Math.max(0, before - s.length + 1));
+              const at = all.indexOf(s, before);
               if (at >= 0 && (cut < 0 || at < cut)) cut = at;
             }
             if (cut >= 0) {
               text = all.slice(before, cut);
+              g.held = '';
               g.text = all.slice(0, cut);
               g.stoppedByString = true;
               g.push({ tokenId: token, text });
@@ -357,6 +372,17 @@ class EngineImpl implements Engine {
               this.arrivals.poke();
               break;
             }
+            let hold = 0;
+            for (const s of g.stopStrings) {
+              for (let k = Math.min(s.length - 1, tail.length); k > hold; k--) {
+                if (all.endsWith(s.slice(0, k))) {
+                  hold = k;
+                  break;
+                }
+              }
+            }
+            text = tail.slice(0, tail.length - hold);
+            g.held = tail.slice(tail.length - hold);
           }
           g.text += text;
           g.push({ tokenId: token, text });
@@ -383,6 +409,11 @@ class EngineImpl implements Engine {
   }
 
   private end(g: GenerationState, reason: FinishReason): void {
+    if (g.held && !g.stoppedByString) {
+      g.text += g.held;
+      g.push({ tokenId: -1, text: g.held });
+      g.held = '';
+    }
     if (g.detok && reason !== 'stop') {
       const tail = g.detok.flush();
       if (tail) {
@@ -428,7 +459,7 @@ class EngineImpl implements Engine {
     return {
       backend: this.backend,
       policy: this.policy,
-      waiting: this.scheduler.numWaiting,
+      waiting: this.scheduler.numWaiting + this.arrivals.pending,
       running: this.scheduler.numRunning,
       transfersInFlight: this.scheduler.transfersInFlight,
       kv: {
@@ -487,7 +518,15 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
   if (opts.dtype !== undefined && !['fp32', 'fp16', 'bf16'].includes(opts.dtype)) throw new RangeError(`createEngine: dtype must be 'fp32', 'fp16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
   const be = createBackend({ backend: opts.backend });
   const src = typeof opts.model === 'string' ? { backend: be, dir: opts.model } : { backend: be, config: opts.model.config, dummySeed: opts.model.dummySeed ?? 0 };
+  // A dummy model's tokenizer comes from its own directory (the weights are made up, the
+  // tokenizer is real); dummy weights sample every id, so the tokenizer must cover them all.
+  const tokenizerDir = typeof opts.model === 'string' ? undefined : opts.model.tokenizerDir;
+  const tokenizer = tokenizerDir === undefined ? null : await Tokenizer.fromDir(tokenizerDir);
   const model = await loadModel(src, { dtype: opts.dtype ?? (typeof opts.model === 'string' ? undefined : 'fp32') });
+  if (tokenizer && tokenizer.vocabSize < model.config.vocabSize) {
+    model.release();
+    throw new RangeError(`createEngine: the tokenizer in ${tokenizerDir} has ${tokenizer.vocabSize} tokens, fewer than the config's vocab_size ${model.config.vocabSize}; dummy weights would sample ids it cannot decode`);
+  }
   let pools: { device: KVPool; host: KVPool } | null = null;
   try {
     const c = model.config;
@@ -506,7 +545,7 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     const cost = opts.cost ?? engineCost(model, { deviceKvBytes: deviceBlocks * blockBytes });
     // A pool cannot be empty: with no host memory the host pool has one block the scheduler
     // never hands out.
-    return new EngineImpl({ opts, be, model, pools, hostBlocks, cost, policy, maxWaiting });
+    return new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting });
   } catch (err) {
     pools?.device.release();
     pools?.host.release();

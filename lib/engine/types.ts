@@ -155,6 +155,8 @@ export interface Engine extends AsyncDisposable {
   readonly policy: PolicyName;
   /** Tokenizer of the model (null for a dummy model without one). */
   readonly tokenizer: import('../model/tokenizer.js').Tokenizer | null;
+  /** The model's parsed config (context length, vocabulary, layers). */
+  readonly config: ModelConfig;
   /** Starts a request from text (tokenized with the model's tokenizer) or token ids. */
   generate(prompt: string | readonly number[] | Int32Array, opts?: GenerateOptions): Generation;
   stats(): EngineStats;
