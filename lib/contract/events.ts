@@ -11,6 +11,9 @@ export interface SeqEvent {
   token?: number;
   /** Why a request finished: its token budget, or a stop token. */
   finishReason?: FinishReason;
+  /** Prompt tokens whose KV was loaded from the prefix store (first-token events of
+   *  requests that carry a prefix). */
+  cachedTokens?: number;
   /** Why a request was rejected or aborted (rejections name the field and the limit). */
   reason?: string;
 }

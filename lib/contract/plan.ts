@@ -80,7 +80,10 @@ export type TransferKind =
   /** Cake: a stored chunk read from the prefix store into host landing blocks. */
   | 'prefix-read'
   /** Cake: the landed chunk from host landing blocks into the request's device blocks. */
-  | 'prefix-load';
+  | 'prefix-load'
+  /** A full chunk a prefill computed, copied from the request's blocks (every layer, either
+   *  tier) into host landing blocks, then written to the prefix store. Nothing waits for it. */
+  | 'prefix-save';
 
 export interface Transfer {
   /** Unique per scheduler run. */
@@ -92,7 +95,8 @@ export interface Transfer {
   bytes: number;
   /** The block copies (every kind but prefix-read). */
   moves: BlockMove[];
-  /** prefix-read: the chunk read, and the host blocks it lands in, per layer. */
+  /** prefix-read: the chunk read, and the host blocks it lands in, per layer. prefix-save:
+   *  the chunk saved, and the landing blocks its moves fill and the store write reads. */
   chunk?: { index: number; hash: string; dest: ChunkLanding[] };
   /** Ready once this step's compute of this layer ends. */
   afterLayer?: number;
@@ -160,8 +164,9 @@ export interface TransferDone {
   id: number;
   /** Completion time, seconds. */
   at: number;
-  /** Set when the transfer failed (a prefix read that missed or did not verify): nothing it
-   *  would have written may be read. */
+  /** Set when the transfer failed (a prefix read that missed or did not verify, the load
+   *  after it, a save the store refused): nothing it would have written may be read. Other
+   *  kinds never fail. */
   error?: string;
 }
 

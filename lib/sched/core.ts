@@ -22,6 +22,11 @@ export interface SchedulerStats {
   /** LayerKV: host layers' earlier KV reloaded into staging for a later prefill chunk. */
   reloads: number;
   prefixLoads: number;
+  /** Prefix loads that failed (missed or did not verify); their chunks were computed. */
+  prefixLoadFailures: number;
+  /** Prefix saves issued, and owed saves given up (no host room before the KV went). */
+  prefixSaves: number;
+  prefixSavesSkipped: number;
   rejected: number;
   aborted: number;
   loadedTokens: number;
@@ -29,6 +34,7 @@ export interface SchedulerStats {
   /** Bytes per transfer kind group. */
   offloadedBytes: number;
   loadedBytes: number;
+  savedBytes: number;
 }
 
 export function emptyStats(): SchedulerStats {
@@ -41,12 +47,16 @@ export function emptyStats(): SchedulerStats {
     offloads: 0,
     reloads: 0,
     prefixLoads: 0,
+    prefixLoadFailures: 0,
+    prefixSaves: 0,
+    prefixSavesSkipped: 0,
     rejected: 0,
     aborted: 0,
     loadedTokens: 0,
     computedPrefixTokens: 0,
     offloadedBytes: 0,
     loadedBytes: 0,
+    savedBytes: 0,
   };
 }
 

@@ -1,12 +1,13 @@
 // Checks the scheduler's own bookkeeping after a step (tests turn it on with `check`): every
-// block in use is owned exactly once, by a table or staging set of a live or dropped hold or
-// by a transfer that gives it back on completion, and the pools' counts agree. Whether the
+// block in use is owned exactly once, by a table or staging set of a live or dropped hold (one
+// with transfers in flight, or saves owed), by a transfer that gives it back on completion, or
+// by a pin that holds a moved layer's old block for a save, and the pools' counts agree. Whether the
 // plans are right about the bytes is the ledger executor's job (test/sched/ledger.ts).
 import type { TierName } from '../contract/plan.js';
 import type { SchedCore } from './core.js';
 import type { Hold } from './request-state.js';
 
-export function checkBlockOwnership(core: SchedCore): void {
+export function checkBlockOwnership(core: SchedCore, owing: Iterable<Hold> = []): void {
   const kv = core.kv;
   const marks = { device: new Uint8Array(kv.device.numBlocks), host: new Uint8Array(kv.host.numBlocks) };
   const count = { device: 0, host: 0 };
@@ -18,6 +19,8 @@ export function checkBlockOwnership(core: SchedCore): void {
   const holds = new Set<Hold>();
   for (const s of core.running) if (s.hold) holds.add(s.hold);
   for (const s of core.queue) if (s.hold) holds.add(s.hold);
+  for (const h of owing) holds.add(h);
+  for (const d of core.transfers.deferredBlocks()) own(d.tier, d.block, `a pin of ${d.seq}`);
   for (const r of core.transfers.values()) {
     holds.add(r.hold);
     for (const rel of r.release) for (const b of rel.blocks) own(rel.tier, b, `transfer ${r.t.id} of ${r.seq.id}`);

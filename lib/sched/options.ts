@@ -2,7 +2,7 @@
 // silently or fail on deep inside a step (the cost model's shape is checkCostModel's).
 import { show } from '../util/show.js';
 
-const COUNTS = ['blockSize', 'deviceBlocks', 'hostBlocks', 'maxBatchedTokens', 'maxRunning', 'minPrefillChunk', 'maxLoadsInFlight', 'minDeviceLayers', 'stagingSets'] as const;
+const COUNTS = ['blockSize', 'deviceBlocks', 'hostBlocks', 'maxBatchedTokens', 'maxRunning', 'minPrefillChunk', 'maxLoadsInFlight', 'minDeviceLayers', 'stagingSets', 'fixedSplit', 'maxSavesInFlight'] as const;
 
 /** Throws a TypeError or RangeError naming the option. */
 export function checkSchedulerOptions(opts: Record<string, unknown>): void {
@@ -22,7 +22,7 @@ export function checkSchedulerOptions(opts: Record<string, unknown>): void {
   if (sb !== undefined && typeof sb !== 'function' && !(typeof sb === 'number' && Number.isFinite(sb) && sb >= 1)) {
     throw new RangeError(`createScheduler: storageBandwidth must be a finite number of bytes/s >= 1 or a function returning one, got ${show(sb)}`);
   }
-  for (const f of ['sloAware', 'check', 'recordTables'] as const) {
+  for (const f of ['sloAware', 'check', 'recordTables', 'savePrefixes'] as const) {
     const v = opts[f];
     if (v !== undefined && typeof v !== 'boolean') throw new TypeError(`createScheduler: ${f} must be true or false, got ${show(v)}`);
   }

@@ -22,7 +22,9 @@ export interface Hold {
   /** Those of them the request must see land before it computes again: all but offloads,
    *  which the transfers that read their destination wait for natively (`after`). */
   waits: number;
-  /** The request no longer uses this KV: give it back once inflight reaches 0. */
+  /** Prefix saves owed and not yet issued (cake/saver.ts): they will read these blocks. */
+  owed: number;
+  /** The request no longer uses this KV: give it back once inflight and owed reach 0. */
   dropped: boolean;
 }
 
@@ -45,6 +47,8 @@ export class SeqState {
   hostLayers: number[] = [];
   /** Admitted at least once (a preempted request rejoins the queue at its front). */
   admittedOnce = false;
+  /** Prompt tokens whose KV was loaded from the prefix store (set when the prefill ends). */
+  loadedTokens = 0;
 
   constructor(req: Request, order: number) {
     this.req = req;

@@ -10,6 +10,8 @@
 //   3. admissions from the queue (FCFS; SLO-aware admission orders by TTFT deadline and sizes
 //      chunks so decoding requests keep their TPOT SLO);
 //   4. prefix requests: their loads regardless of the budget, their compute from what is left.
+// Before all of these, saves of full prompt chunks computed in earlier steps (cake/saver.ts),
+// so that blocks a request let go of reach the store before anything reuses them.
 import type { CostModel } from '../cost/cost-model.js';
 import { checkCostModel } from '../cost/cost-model.js';
 import type { SeqEvent, FinishReason } from '../contract/events.js';
@@ -18,6 +20,7 @@ import type { Request } from '../contract/request.js';
 import type { Scheduler as SchedulerContract } from '../contract/scheduler.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
 import { PrefixCoordinator } from './cake/coordinator.js';
+import { PrefixSaver } from './cake/saver.js';
 import type { PrefixMode } from './cake/tracker.js';
 import { emptyStats, type SchedCore, type SchedulerStats } from './core.js';
 import { checkBlockOwnership } from './invariants.js';
@@ -70,6 +73,14 @@ export interface SchedulerConfig {
   /** Prefix-store read bandwidth for the split estimates, bytes/s, or a function returning a
    *  measured estimate (default: the cost model's storage channel). */
   storageBandwidth?: number | (() => number);
+  /** Cake: pin every prefix request's split at chunk k (chunks [0, k) computed, the rest
+   *  loaded; clamped to its stored chunks). Tests and ablations; default: planned. */
+  fixedSplit?: number;
+  /** Save the full prompt chunks prefills compute to the prefix store ('prefix-save'
+   *  transfers), for requests that carry chunk keys (default false). */
+  savePrefixes?: boolean;
+  /** Prefix saves in flight at most (4). */
+  maxSavesInFlight?: number;
   /** Record table updates in plans (true; an executor that moves real bytes needs them). */
   recordTables?: boolean;
   /** How a preempted request gives up its device blocks ('recompute'); see preemption.ts. */
@@ -95,6 +106,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
   readonly transfers: TransferTable;
   readonly placement: PlacementPolicy;
   readonly prefix: PrefixCoordinator | null;
+  readonly saver: PrefixSaver | null;
   readonly preemption: Preemption;
   private readonly slo: SloStepSizer | null;
   private readonly check: boolean;
@@ -139,7 +151,11 @@ export class Scheduler implements SchedulerContract, SchedCore {
     this.kv = new KVCacheManager({ numLayers: this.numLayers, blockSize: this.blockSize, deviceBlocks, hostBlocks, watermark, recordTables: cfg.recordTables ?? true, stagingReserve: Math.floor(deviceBlocks * reserve) });
     this.transfers = new TransferTable(this.kv);
     this.placement = placement === 'layerkv' ? new LayerKvPlacement(this, { minDeviceLayers: cfg.minDeviceLayers, stagingSets: cfg.stagingSets }) : new BaselinePlacement(this);
-    this.prefix = pm === 'none' ? null : new PrefixCoordinator(this, { mode: pm, maxLoadsInFlight: maxLoads, storageBandwidth: cfg.storageBandwidth });
+    this.saver = cfg.savePrefixes ? new PrefixSaver(this, { maxInFlight: cfg.maxSavesInFlight }) : null;
+    this.prefix =
+      pm === 'none'
+        ? null
+        : new PrefixCoordinator(this, { mode: pm, maxLoadsInFlight: maxLoads, storageBandwidth: cfg.storageBandwidth, fixedSplit: cfg.fixedSplit, onLoadFailed: (s, chunk) => this.saver?.loadFailed(s, chunk) });
     this.sloAware = cfg.sloAware ?? placement === 'layerkv';
     this.slo = this.sloAware ? new SloStepSizer(this.blockSize, minPrefillChunk) : null;
     this.preemption = new Preemption(this, preemption, {
@@ -222,7 +238,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
     if (!h) return;
     h.dropped = true;
     this.kv.drop(s.id);
-    if (h.inflight === 0) this.kv.releaseAll(h.kv);
+    this.transfers.releaseIfIdle(h);
   }
 
   // ---- scheduling ---------------------------------------------------------------------
@@ -232,6 +248,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
     b.plan.ended = this.ended;
     this.ended = [];
     this.placement.beginStep(b);
+    this.saver?.issue(b);
 
     // 1. Decodes. Over a copy: preemption removes from `running`.
     const streaming: SeqState[] = [];
@@ -319,7 +336,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
         throw new Error(`Scheduler: admitting ${s.id} failed to allocate the blocks its layout was sized for`);
       }
       if (this.check) this.checkAdmission(s, layout.tiers);
-      s.hold = { kv, inflight: 0, waits: 0, dropped: false };
+      s.hold = { kv, inflight: 0, waits: 0, owed: 0, dropped: false };
       s.hostLayers = hostLayers;
       if (hostLayers.length > 0) this.reserved += this.kv.blocksFor(s.target + 1) * hostLayers.length;
       s.status = 'prefilling';
@@ -370,20 +387,25 @@ export class Scheduler implements SchedulerContract, SchedCore {
       // Aborted or preempted while the step ran: its output is not wanted.
       if (!s || !s.running) continue;
       if (this.prefix?.owns(s)) {
-        if (this.prefix.onComputed(s, c.cachedBefore, c.tokens)) this.emit(s, at, token!.token, events);
+        const done = this.prefix.onComputed(s, c.cachedBefore, c.tokens);
+        this.saver?.afterCompute(s);
+        if (done) this.emit(s, at, token!.token, events);
         continue;
       }
       s.computed += c.tokens;
+      if (c.phase === 'prefill') this.saver?.afterCompute(s);
       if (token) this.emit(s, at, token.token, events);
     }
-    if (this.check) checkBlockOwnership(this);
+    if (this.check) checkBlockOwnership(this, this.saver?.owingHolds());
     return events;
   }
 
   private emit(s: SeqState, at: number, token: number, events: SeqEvent[]): void {
     if (s.generated === 0) {
       s.firstTokenAt = at;
-      events.push({ seq: s.id, kind: 'first-token', at, token });
+      const e: SeqEvent = { seq: s.id, kind: 'first-token', at, token };
+      if (s.req.prefix) e.cachedTokens = s.loadedTokens;
+      events.push(e);
     } else {
       events.push({ seq: s.id, kind: 'token', at, token });
     }
@@ -402,6 +424,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
   }
 
   private end(s: SeqState, status: 'finished' | 'aborted'): void {
+    this.saver?.forget(s);
     s.status = status;
     this.seqs.delete(s.id);
     this.ended.push(s.id);
@@ -424,6 +447,6 @@ export class Scheduler implements SchedulerContract, SchedCore {
 
   /** Every block in use is owned exactly once; throws on a violation. */
   checkInvariants(): void {
-    checkBlockOwnership(this);
+    checkBlockOwnership(this, this.saver?.owingHolds());
   }
 }

@@ -6,7 +6,10 @@
 //     sequence's, or still being written by a copy that does not gate that layer);
 //   - a copy reads a block that holds nothing, or writes a block its request does not own;
 //   - a block is read or written after it was freed, or freed while a copy still uses it;
-//   - a request ends and its blocks are not all given back once its copies are done.
+//   - a request ends and its blocks are not all given back once its copies are done;
+//   - a prefix save copies a chunk whose KV is not complete in every layer.
+// It can also fail prefix reads (failRead): a failed read, and every transfer after it, write
+// nothing, so a plan that computes on a failed chunk's KV reads blocks holding nothing.
 // It shares no code with the scheduler: block contents are tracked as (sequence, layer,
 // positions [lo, hi)) per block, and each rule is checked from the contract's ordering
 // (lib/contract/plan.ts), not from how the scheduler meant it.
@@ -35,6 +38,8 @@ interface Flight {
   /** Content each destination block gets when the copy lands: [tier, block, content]. */
   result: [TierName, number, Content | null][];
   applied: boolean;
+  /** A failed read, or a transfer after one: what it writes holds nothing. */
+  failed: boolean;
 }
 
 export class LedgerError extends Error {}
@@ -52,10 +57,12 @@ export class LedgerExecutor implements Executor {
   readonly blockSize: number;
   readonly blockBytes: number;
   /** Checks made, for tests that the ledger looked at something. */
-  readonly counts = { computeLayers: 0, transfers: 0, frees: 0, allocs: 0 };
+  readonly counts = { computeLayers: 0, transfers: 0, frees: 0, allocs: 0, failedReads: 0, saves: 0 };
+  private readonly failRead: (t: Transfer) => boolean;
 
-  constructor(cost: CostModel, o: { deviceBlocks: number; hostBlocks: number; blockSize: number; sim?: SimExecutorOptions }) {
+  constructor(cost: CostModel, o: { deviceBlocks: number; hostBlocks: number; blockSize: number; sim?: SimExecutorOptions; failRead?: (t: Transfer) => boolean }) {
     this.sim = new SimExecutor(cost, o.sim);
+    this.failRead = o.failRead ?? (() => false);
     this.numLayers = cost.numLayers;
     this.blockSize = o.blockSize;
     this.blockBytes = cost.kvBytesPerTokenLayer * o.blockSize;
@@ -312,8 +319,12 @@ export class LedgerExecutor implements Executor {
       }
     }
     if (t.bytes !== blocks * this.blockBytes) this.fail(`${what}: says ${t.bytes} bytes, moves ${blocks} blocks of ${this.blockBytes}`);
+    if (t.kind === 'prefix-save') this.checkSave(what, t);
+    let failed = t.kind === 'prefix-read' && this.failRead(t);
+    if (failed) this.counts.failedReads++;
+    for (const d of deps) if (this.flights.get(d)?.failed) failed = true;
     for (const [tier, id] of result) this.blocks[tier][id].writer = t.id;
-    this.flights.set(t.id, { t, result, applied: false });
+    this.flights.set(t.id, { t, result, applied: false, failed });
     this.flying.set(t.seq, (this.flying.get(t.seq) ?? 0) + 1);
   }
 
@@ -328,14 +339,35 @@ export class LedgerExecutor implements Executor {
     for (const [tier, b, content] of f.result) {
       const blk = this.blocks[tier][b];
       blk.writer = null;
-      blk.content = content;
+      blk.content = f.failed ? null : content;
     }
     for (const m of f.t.moves) for (let i = 0; i < m.pairs.length; i += 2) this.blocks[m.from][m.pairs[i]].readers.delete(id);
+  }
+
+  /** Every block a save reads holds its layer's KV of exactly its positions in the chunk. */
+  private checkSave(what: string, t: Transfer): void {
+    if (!t.chunk) this.fail(`${what}: has no chunk`);
+    this.counts.saves++;
+    const layers = new Set<number>();
+    for (const m of t.moves) {
+      layers.add(m.layer);
+      const nb = m.pairs.length / 2;
+      for (let j = 0; j < nb; j++) {
+        const src = this.blocks[m.from][m.pairs[2 * j]];
+        const lo = (t.chunk.index * nb + j) * this.blockSize;
+        const ct = src.writer !== null ? this.flights.get(src.writer)!.result.find(([tier, id]) => tier === m.from && id === m.pairs[2 * j])![2] : src.content;
+        if (!ct || ct.seq !== t.seq || ct.layer !== m.layer || ct.lo > lo || ct.hi < lo + this.blockSize) {
+          this.fail(`${what}: saves chunk ${t.chunk.index} layer ${m.layer} positions [${lo}, ${lo + this.blockSize}) from ${m.from} block ${m.pairs[2 * j]}, which holds ${ct ? `${ct.seq} layer ${ct.layer} [${ct.lo}, ${ct.hi})` : 'nothing'}`);
+        }
+      }
+    }
+    if (layers.size !== this.numLayers) this.fail(`${what}: saves ${layers.size} layers of chunk ${t.chunk.index}, the model has ${this.numLayers}`);
   }
 
   private landed(r: StepResult): void {
     for (const d of r.transfersDone) {
       this.apply(d.id, `at ${d.at}`);
+      if (this.flights.get(d.id)!.failed) d.error = 'injected: the read failed';
       const seq = this.flights.get(d.id)!.t.seq;
       this.flights.delete(d.id);
       this.flying.set(seq, this.flying.get(seq)! - 1);

@@ -9,7 +9,9 @@
 //                  layer's K and V for the chunk's tokens;
 //   'prefix-load'  (h2d, after the read): landing blocks to the request's device blocks of the
 //                  chunk's positions. The landing blocks go back when it completes.
-// The tracker hears of a chunk when its prefix-load completes.
+// The tracker hears of a chunk when its prefix-load completes. A read that misses or fails
+// verification fails its load too (the contract's `after`); the tracker then computes the
+// chunk (a hole), and the chunk is saved again once computed.
 //
 // Compute gets only the token budget left after decodes and ordinary prefills; loads are
 // issued regardless. With several prefix requests in flight, a step's length matters as much
@@ -33,6 +35,11 @@ export interface PrefixOptions {
   /** Read bandwidth the split estimates use, bytes/s: a number, or a function for a measured
    *  moving estimate (default: the cost model's storage channel). */
   storageBandwidth?: number | (() => number);
+  /** Pins every Cake request's split at chunk k (clamped to its stored chunks): chunks
+   *  [0, k) computed, the rest loaded. For tests and ablations; default: planned. */
+  fixedSplit?: number;
+  /** A stored chunk of `s` failed to load and is computed instead. */
+  onLoadFailed?: (s: SeqState, chunk: number) => void;
 }
 
 interface PrefixSeq {
@@ -62,6 +69,8 @@ export class PrefixCoordinator {
    *  first, so fronts run slower than the model says; the joint planner scales by this. */
   private frontActual = 0;
   private frontEstimated = 0;
+  private readonly fixedSplit: number | undefined;
+  private readonly onLoadFailed: ((s: SeqState, chunk: number) => void) | undefined;
 
   constructor(core: SchedCore, opts: PrefixOptions) {
     this.core = core;
@@ -70,6 +79,10 @@ export class PrefixCoordinator {
     const bw = opts.storageBandwidth;
     if (typeof bw === 'number' && !(bw > 0 && Number.isFinite(bw))) throw new RangeError(`Scheduler: storageBandwidth must be a positive finite bytes/s, got ${bw}`);
     this.storageBandwidth = typeof bw === 'function' ? bw : typeof bw === 'number' ? () => bw : () => core.cost.channel('storage').bandwidth;
+    const k = opts.fixedSplit;
+    if (k !== undefined && !(Number.isInteger(k) && k >= 0)) throw new RangeError(`Scheduler: fixedSplit must be an integer >= 0, got ${k}`);
+    this.fixedSplit = k;
+    this.onLoadFailed = opts.onLoadFailed;
   }
 
   /** Whether `s`'s prefill goes through this coordinator: it has a stored prefix, and (to
@@ -93,8 +106,7 @@ export class PrefixCoordinator {
   /** `s` was admitted with every layer on the device. */
   attach(s: SeqState): void {
     const p = s.req.prefix!;
-    this.seqs.set(s, {
-      tracker: new CakeTracker({
+    const tracker = new CakeTracker({
         promptLen: s.target,
         chunkTokens: p.chunkTokens,
         storedChunks: p.storedChunks,
@@ -104,8 +116,9 @@ export class PrefixCoordinator {
           compute: (start, tokens) => this.core.cost.prefillChunkTime(tokens, start),
           load: () => this.chunkLoadTime(s),
         },
-      }),
-    });
+      });
+    if (this.mode === 'cake' && this.fixedSplit !== undefined) tracker.setSplit(Math.min(this.fixedSplit, p.storedChunks));
+    this.seqs.set(s, { tracker });
   }
 
   /** `s` let go of its KV (preempted, aborted): a recompute starts over without the store. */
@@ -139,7 +152,7 @@ export class PrefixCoordinator {
       // No room to land a chunk and nothing in flight: compute the rest rather than wait on
       // host blocks that other requests may hold for long (swapped, offloaded).
       const t = this.seqs.get(s)!.tracker;
-      if (this.mode === 'cake' && t.loadsInFlight === 0 && !this.core.kv.host.canAllocate(this.landingBlocks(t.chunkTokens))) t.setSplit(t.storedChunks);
+      if (this.mode === 'cake' && this.fixedSplit === undefined && t.loadsInFlight === 0 && !this.core.kv.host.canAllocate(this.landingBlocks(t.chunkTokens))) t.setSplit(t.storedChunks);
       this.issueLoads(s, b, now);
     }
     if (b.budget === 0 || live.length === 0) return;
@@ -235,8 +248,15 @@ export class PrefixCoordinator {
         release,
         onDone: (at, error, dropped) => {
           this.landed(load.t.id, at);
-          if (error !== undefined) throw new Error(`Scheduler: prefix chunk ${chunk} of ${s.id} failed to load (${error}); recomputing a failed chunk is not supported by this scheduler`);
-          if (!dropped) this.seqs.get(s)?.tracker.onLoaded(chunk, at);
+          const t = dropped ? undefined : this.seqs.get(s)?.tracker;
+          if (error === undefined) {
+            t?.onLoaded(chunk, at);
+            return;
+          }
+          core.stats.prefixLoadFailures++;
+          if (!t) return;
+          t.onLoadFailed(chunk, at);
+          this.onLoadFailed?.(s, chunk);
         },
       },
     );
@@ -282,6 +302,7 @@ export class PrefixCoordinator {
    * Once planned jointly a request stays so: its tracker's own view is wrong by then.
    */
   private planJointly(now: number, live: readonly SeqState[]): void {
+    if (this.fixedSplit !== undefined) return;
     if (live.length < 2 && !live.some((s) => this.seqs.get(s)!.split !== undefined)) {
       for (const s of live) this.seqs.get(s)!.tracker.setSplit(null);
       return;
@@ -359,6 +380,7 @@ export class PrefixCoordinator {
     if (!t.done) return false;
     this.core.stats.loadedTokens += t.loadedTokens;
     this.core.stats.computedPrefixTokens += t.computedTokens;
+    s.loadedTokens = t.loadedTokens;
     s.computed = s.target;
     this.seqs.delete(s);
     return true;

@@ -48,6 +48,12 @@
 // the last prompt token of a fully stored prompt, recomputed to get the first token's logits.
 // Should a caller still report a load landing for a chunk that the front also computed, it is
 // counted in wastedLoadTokens rather than trusted twice.
+//
+// A load that fails (the store missed, or its bytes did not verify) leaves a hole: its chunk
+// holds nothing usable. Once the front has met the loads and every issued load has landed or
+// failed, the front moves past the landed chunks only up to the first hole and computes it
+// (everything before it is in place by then), then moves on: holes are computed in order,
+// and the suffix after them. The request finishes with the same KV as computing it all.
 
 export type PrefixMode = 'compute-only' | 'load-only' | 'cake';
 
@@ -121,12 +127,17 @@ export class CakeTracker {
   /** Lowest chunk whose load has been issued; chunks [low, storedChunks) are loaded or in flight. */
   private low: number;
   private readonly inFlightChunks = new Set<number>();
+  /** Issued chunks whose load failed and that the front has not yet recomputed. */
+  private readonly holes = new Set<number>();
   /** A split imposed by a joint planner (setSplit), or null: this tracker plans alone. */
   private external: number | null = null;
   private loadedCount = 0;
   private computed = 0;
   private wasted = 0;
   private recomputedLast = false;
+  /** A computed range ended at the prompt's end: the first token's logits exist. */
+  private endComputed = false;
+  private failedCount = 0;
 
   private readonly est?: CakeEstimates;
   /** Estimated load seconds of each stored chunk, and their prefix sums (with estimates only). */
@@ -217,6 +228,10 @@ export class CakeTracker {
   get recomputedLastToken(): boolean {
     return this.recomputedLast;
   }
+  /** Loads that failed; their chunks were (or will be) computed instead. */
+  get failedLoads(): number {
+    return this.failedCount;
+  }
   /** What a joint planner needs to choose this request's split (see planner.ts):
    *  the lowest split still possible (the front has started the chunks below it), the
    *  highest (the lowest issued load), and whether a split can still change anything. */
@@ -239,10 +254,6 @@ export class CakeTracker {
   private get met(): boolean {
     return this.mode === 'compute-only' || this.front >= this.low * this.chunkTokens;
   }
-  /** The last prompt token's KV came from the store, so it is computed again for logits. */
-  private get needsRecompute(): boolean {
-    return this.prefixTokens === this.promptLen && this.low < this.storedChunks;
-  }
   get phase(): CakePhase {
     if (this.done) return 'done';
     if (!this.met) return 'prefix';
@@ -252,14 +263,18 @@ export class CakeTracker {
   /** All prompt KV is in place and the last prompt token has been computed: the first
    *  token can be emitted. */
   get done(): boolean {
-    return this.front >= this.promptLen && this.inFlightChunks.size === 0 && (this.recomputedLast || !this.needsRecompute);
+    return this.front >= this.promptLen && this.inFlightChunks.size === 0 && this.endComputed;
   }
 
-  /** Once the front has met the loads and they have all landed, the loaded chunks join the
-   *  in-place KV and the front moves past them. */
+  /** Once the front has met the loads and they have all landed (or failed), the loaded chunks
+   *  join the in-place KV and the front moves past them, up to the first hole. */
   private settle(): void {
-    if (this.met && this.inFlightChunks.size === 0 && this.low < this.storedChunks && this.front < this.prefixTokens) {
-      this.front = this.prefixTokens;
+    if (!this.met || this.inFlightChunks.size > 0) return;
+    const C = this.chunkTokens;
+    while (this.front < this.prefixTokens && this.front % C === 0) {
+      const c = this.front / C;
+      if (c < this.low || this.holes.has(c)) break;
+      this.front += C;
     }
   }
 
@@ -289,13 +304,32 @@ export class CakeTracker {
   /** A load issued by nextLoad has landed (loads may land in any order). `at` is its
    *  completion time, used to correct the expected completion of the loads behind it. */
   onLoaded(chunk: number, at?: number): void {
+    this.landedOrFailed('onLoaded', chunk);
+    if ((chunk + 1) * this.chunkTokens <= this.front) this.wasted += this.chunkTokens;
+    else this.loadedCount++;
+    this.correctTimes(chunk, at);
+    this.settle();
+  }
+
+  /** A load issued by nextLoad failed: nothing it wrote may be read, so its chunk is
+   *  computed once everything before it is in place (see the header). */
+  onLoadFailed(chunk: number, at?: number): void {
+    this.landedOrFailed('onLoadFailed', chunk);
+    this.failedCount++;
+    this.holes.add(chunk);
+    this.correctTimes(chunk, at);
+    this.settle();
+  }
+
+  private landedOrFailed(op: string, chunk: number): void {
     if (!this.inFlightChunks.has(chunk)) {
-      throw new RangeError(`CakeTracker: onLoaded(${String(chunk)}): chunk is not in flight (in flight: ${[...this.inFlightChunks].join(', ') || 'none'})`);
+      throw new RangeError(`CakeTracker: ${op}(${String(chunk)}): chunk is not in flight (in flight: ${[...this.inFlightChunks].join(', ') || 'none'})`);
     }
     this.inFlightChunks.delete(chunk);
     this.version++;
-    if ((chunk + 1) * this.chunkTokens <= this.front) this.wasted += this.chunkTokens;
-    else this.loadedCount++;
+  }
+
+  private correctTimes(chunk: number, at: number | undefined): void {
     const expected = this.loadDoneAt.get(chunk);
     this.loadDoneAt.delete(chunk);
     if (expected !== undefined && at !== undefined && Number.isFinite(at)) {
@@ -304,7 +338,6 @@ export class CakeTracker {
       for (const [c, t] of this.loadDoneAt) this.loadDoneAt.set(c, t + delta);
       this.lastLoadDoneAt = this.loadDoneAt.size > 0 ? this.lastLoadDoneAt + delta : at;
     }
-    this.settle();
   }
 
   // ---- compute ------------------------------------------------------------------------
@@ -314,8 +347,12 @@ export class CakeTracker {
    *  boundary: one step may run from the prefix into the suffix). */
   private frontCap(): number {
     if (this.met) {
-      // Suffix: only once every issued load has landed, since its attention reads all of them.
-      return this.inFlightChunks.size > 0 ? this.front : this.promptLen;
+      // Holes and the suffix: only once every issued load has landed, since their attention
+      // reads all of them; then up to the next landed chunk (settle moves past it).
+      if (this.inFlightChunks.size > 0) return this.front;
+      const C = this.chunkTokens;
+      for (let c = Math.max(this.low, Math.ceil(this.front / C)); c < this.storedChunks; c++) if (!this.holes.has(c)) return c * C;
+      return this.promptLen;
     }
     if (this.mode === 'load-only') return this.front;
     return this.low === this.storedChunks ? this.promptLen : this.low * this.chunkTokens;
@@ -340,7 +377,7 @@ export class CakeTracker {
     this.planned = this.front;
     if (budget === 0 || this.done) return null;
     if (this.front >= this.promptLen) {
-      // Fully stored prompt, all loaded: recompute the last token to get its logits.
+      // Fully stored prompt, its last chunk loaded: recompute the last token for its logits.
       return this.inFlightChunks.size === 0 ? { start: this.promptLen - 1, tokens: 1 } : null;
     }
     const limit = this.computeLimit(now);
@@ -358,10 +395,11 @@ export class CakeTracker {
   onComputed(start: number, tokens: number): void {
     checkInt('tokens', tokens, 1);
     if (this.front >= this.promptLen) {
-      if (start !== this.promptLen - 1 || tokens !== 1 || !this.needsRecompute || this.recomputedLast || this.inFlightChunks.size > 0) {
+      if (start !== this.promptLen - 1 || tokens !== 1 || this.endComputed || this.inFlightChunks.size > 0) {
         throw new RangeError(`CakeTracker: onComputed(${String(start)}, ${tokens}): the prompt is complete; only the last token (${this.promptLen - 1}, 1) may be recomputed, once, after all loads land`);
       }
       this.recomputedLast = true;
+      this.endComputed = true;
       this.computed += 1;
       return;
     }
@@ -374,6 +412,8 @@ export class CakeTracker {
     }
     this.computed += tokens;
     this.front = start + tokens;
+    if (this.front >= this.promptLen) this.endComputed = true;
+    for (const h of this.holes) if ((h + 1) * this.chunkTokens <= this.front) this.holes.delete(h);
     this.planned = this.front;
     this.version++;
     if (this.handedOut !== null) {
