@@ -1,152 +1,27 @@
 // The engine: continuous batching of live requests on a model and real KV pools. One step
 // loop (lib/loop) runs in the background from creation to close: the scheduler plans, the
 // EngineExecutor runs the plan on the native ops, and the scheduler's events become each
-// request's token stream.
+// request's token stream. With a prefix store, each request is looked up before it joins
+// the loop (lib/engine/prefix.ts), and the executor moves chunks between the store and the
+// pools.
 import { createBackend, type Backend, type KVPool } from '../backend.js';
 import type { DType } from '../backend/dtype.js';
 import type { CostModel } from '../cost/cost-model.js';
 import type { SeqEvent } from '../contract/events.js';
 import type { Request } from '../contract/request.js';
-import { runSteps, type Arrivals } from '../loop/step-loop.js';
+import { runSteps } from '../loop/step-loop.js';
 import { loadModel, type Model } from '../model/model.js';
 import { resolveSampling } from '../model/sampling.js';
-import { Tokenizer, type DetokenizerStream } from '../model/tokenizer.js';
+import { Tokenizer } from '../model/tokenizer.js';
 import type { ModelConfig } from '../model/config.js';
 import { createScheduler, POLICIES, type PolicyName } from '../sched/index.js';
 import type { Scheduler } from '../sched/scheduler.js';
+import type { PrefixStore } from '../store/store.js';
 import { engineCost } from './cost.js';
+import { attachStore, engineFingerprint, lookupPrefix, modelIdOfDir, modelIdOfDummy } from './prefix.js';
 import { EngineExecutor, type SeqInfo } from './executor.js';
+import { GenerationState, LiveArrivals } from './generation.js';
 import { EngineBusyError, EngineClosedError, type Engine, type EngineOptions, type EngineStats, type FinishReason, type GenerateOptions, type Generation, type GenerationResult, type StepReport, type TokenChunk } from './types.js';
-
-/** Requests from generate(), handed to the step loop as they come. */
-class LiveArrivals implements Arrivals {
-  private queue: Request[] = [];
-  private poked = false;
-  private waiter: (() => void) | null = null;
-  open = true;
-
-  push(r: Request): void {
-    this.queue.push(r);
-    this.poke();
-  }
-  /** Something changed (an arrival, an abort, close): the loop looks again. */
-  poke(): void {
-    this.poked = true;
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-  /** Requests pushed and not yet taken by the loop. */
-  get pending(): number {
-    return this.queue.length;
-  }
-  take(): Request[] {
-    const out = this.queue;
-    this.queue = [];
-    return out;
-  }
-  next(): number {
-    return Infinity;
-  }
-  /** Withdraws a request the loop has not taken yet; false when it was taken. */
-  remove(id: string): boolean {
-    const i = this.queue.findIndex((r) => r.id === id);
-    if (i < 0) return false;
-    this.queue.splice(i, 1);
-    return true;
-  }
-  wake(): Promise<void> {
-    if (this.poked) {
-      this.poked = false;
-      return Promise.resolve();
-    }
-    return new Promise((res) => {
-      this.waiter = () => {
-        this.poked = false;
-        res();
-      };
-    });
-  }
-}
-
-/** One request's stream: tokens pushed by the loop, pulled by the caller's iterator. */
-class GenerationState implements Generation {
-  readonly result: Promise<GenerationResult>;
-  private resolveResult!: (r: GenerationResult) => void;
-  private rejectResult!: (e: Error) => void;
-  private chunks: TokenChunk[] = [];
-  private pull: (() => void) | null = null;
-  private ended = false;
-  private error: Error | null = null;
-  readonly tokenIds: number[] = [];
-  text = '';
-  firstAt = NaN;
-  lastAt = NaN;
-  preemptions = 0;
-  /** Set when the engine ended the request for a stop string (reported as 'stop'). */
-  stoppedByString = false;
-  /** Decoded text not streamed yet because it may be the start of a stop string. */
-  held = '';
-
-  constructor(
-    readonly requestId: string,
-    readonly promptTokens: number,
-    readonly startedAt: number,
-    readonly detok: DetokenizerStream | null,
-    readonly stopStrings: readonly string[],
-    readonly onCancel: () => void,
-  ) {
-    this.result = new Promise((res, rej) => {
-      this.resolveResult = res;
-      this.rejectResult = rej;
-    });
-    // A caller that only iterates must not see an unhandled rejection from `result`.
-    this.result.catch(() => {});
-  }
-
-  push(c: TokenChunk): void {
-    this.chunks.push(c);
-    this.wakeReader();
-  }
-
-  finish(r: GenerationResult): void {
-    this.ended = true;
-    this.resolveResult(r);
-    this.wakeReader();
-  }
-
-  fail(e: Error): void {
-    this.ended = true;
-    this.error = e;
-    this.rejectResult(e);
-    this.wakeReader();
-  }
-
-  private wakeReader(): void {
-    const p = this.pull;
-    this.pull = null;
-    p?.();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<TokenChunk> {
-    return {
-      next: async (): Promise<IteratorResult<TokenChunk>> => {
-        for (;;) {
-          const c = this.chunks.shift();
-          if (c) return { value: c, done: false };
-          if (this.error) throw this.error;
-          if (this.ended) return { value: undefined, done: true };
-          await new Promise<void>((res) => (this.pull = res));
-        }
-      },
-      // A caller that stops iterating early cancels the request.
-      return: async (): Promise<IteratorResult<TokenChunk>> => {
-        if (!this.ended) this.onCancel();
-        return { value: undefined, done: true };
-      },
-    };
-  }
-}
 
 function positiveInt(name: string, v: unknown, d: number, max = 2 ** 31 - 1): number {
   const x = v ?? d;
@@ -174,6 +49,10 @@ class EngineImpl implements Engine {
   private readonly scheduler: Scheduler;
   private readonly executor: EngineExecutor;
   private readonly arrivals = new LiveArrivals();
+  /** Requests waiting for their prefix lookup: cancelled ones end when it returns. */
+  private readonly lookingUp = new Map<string, { cancelled: boolean }>();
+  private readonly store: PrefixStore | null;
+  private readonly ownsStore: boolean;
   private readonly gens = new Map<string, GenerationState>();
   private readonly infos = new Map<string, SeqInfo>();
   private readonly t0 = performance.now();
@@ -188,10 +67,13 @@ class EngineImpl implements Engine {
   private readonly maxWaiting: number;
   private readonly opts: EngineOptions;
   private readonly cost: CostModel;
+  private lookupErrors = 0;
   private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
 
-  constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number }) {
+  constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number; store: { store: PrefixStore; owned: boolean } | null }) {
     this.opts = o.opts;
+    this.store = o.store?.store ?? null;
+    this.ownsStore = o.store?.owned ?? false;
     this.cost = o.cost;
     this.be = o.be;
     this.backend = o.be.name;
@@ -203,6 +85,10 @@ class EngineImpl implements Engine {
     this.config = o.model.config;
     this.modelName = typeof o.opts.model === 'string' ? o.opts.model : `dummy ${o.model.config.architecture} ${o.model.config.numLayers}x${o.model.config.hiddenSize}`;
     const blockSize = o.pools.device.layout.blockSize;
+    const store = this.store;
+    // Cake's split uses the store's measured read bandwidth; before the first load, its cap
+    // (a store emulating slower storage), else the cost model's storage channel.
+    const storageBandwidth = store ? () => store.readBandwidth() ?? (store.stats().readCap || o.cost.channel('storage').bandwidth) : undefined;
     this.scheduler = createScheduler({
       policy: o.policy,
       cost: o.cost,
@@ -212,8 +98,11 @@ class EngineImpl implements Engine {
       maxBatchedTokens: o.opts.maxBatchedTokens ?? 2048,
       maxRunning: o.opts.maxRunning ?? 256,
       preemption: o.opts.preemption ?? 'recompute',
+      savePrefixes: store !== null,
+      storageBandwidth,
+      fixedSplit: o.opts.cakeSplit,
     });
-    this.executor = new EngineExecutor(o.model, o.pools, (seq) => this.infos.get(seq), () => this.now());
+    this.executor = new EngineExecutor(o.model, o.pools, (seq) => this.infos.get(seq), () => this.now(), store);
     this.loop = runSteps({
       scheduler: this.scheduler,
       executor: this.executor,
@@ -296,7 +185,7 @@ class EngineImpl implements Engine {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError('generate: requestId must be a non-empty string');
     if (this.gens.has(id)) throw new RangeError(`generate: requestId ${id} is already in use`);
     // Requests the loop has not taken yet are waiting too: a burst between two steps counts.
-    const waiting = this.scheduler.numWaiting + this.arrivals.pending;
+    const waiting = this.waiting;
     if (waiting >= this.maxWaiting) throw new EngineBusyError(`generate: ${waiting} requests are waiting, the limit (maxWaiting) is ${this.maxWaiting}`);
     if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('generate: aborted before it started');
     const now = this.now();
@@ -317,14 +206,51 @@ class EngineImpl implements Engine {
       tpotSlo: opts.tpotSlo ?? this.opts.tpotSlo,
     };
     opts.signal?.addEventListener('abort', () => this.cancel(id), { once: true });
-    this.arrivals.push(req);
+    if (this.store) this.lookUp(req, g);
+    else this.arrivals.push(req);
     return g;
+  }
+
+  private get waiting(): number {
+    return this.scheduler.numWaiting + this.arrivals.pending + this.lookingUp.size;
+  }
+
+  /** Asks the store for the request's stored prefix, then hands it to the loop. */
+  private lookUp(req: Request, g: GenerationState): void {
+    const mark = { cancelled: false };
+    this.lookingUp.set(req.id, mark);
+    lookupPrefix(this.store!, req.promptTokens!).then(
+      ({ prefix, error }) => {
+        this.lookingUp.delete(req.id);
+        if (error) this.lookupErrors++;
+        if (mark.cancelled || this.closed) {
+          this.gens.delete(req.id);
+          this.infos.delete(req.id);
+          this.totals.aborted++;
+          g.finish(this.resultOf(g, 'abort'));
+          return;
+        }
+        if (prefix) req.prefix = prefix;
+        this.arrivals.push(req);
+      },
+      (err: Error) => {
+        this.lookingUp.delete(req.id);
+        this.gens.delete(req.id);
+        this.infos.delete(req.id);
+        g.fail(err);
+      },
+    );
   }
 
   /** Cancels a request from the caller's side (signal, early return of the iterator). */
   private cancel(id: string): void {
     const g = this.gens.get(id);
     if (!g) return;
+    const lookup = this.lookingUp.get(id);
+    if (lookup) {
+      lookup.cancelled = true;
+      return;
+    }
     // Not taken by the loop yet: the scheduler never sees it.
     if (this.arrivals.remove(id)) {
       this.gens.delete(id);
@@ -348,44 +274,16 @@ class EngineImpl implements Engine {
           const token = e.token!;
           g.tokenIds.push(token);
           this.totals.generatedTokens++;
-          if (Number.isNaN(g.firstAt)) g.firstAt = e.at;
-          g.lastAt = e.at;
-          let text = g.detok ? g.detok.push(token) : '';
-          if (g.stopStrings.length > 0) {
-            // g.text is what was streamed; a stop string can only begin after it, because a
-            // tail that could begin one is held back until it can no longer.
-            const before = g.text.length;
-            const tail = g.held + text;
-            const all = g.text + tail;
-            let cut = -1;
-            for (const s of g.stopStrings) {
-              const at = all.indexOf(s, before);
-              if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-            }
-            if (cut >= 0) {
-              text = all.slice(before, cut);
-              g.held = '';
-              g.text = all.slice(0, cut);
-              g.stoppedByString = true;
-              g.push({ tokenId: token, text });
-              this.scheduler.abort(e.seq, 'stop string');
-              this.arrivals.poke();
-              break;
-            }
-            let hold = 0;
-            for (const s of g.stopStrings) {
-              for (let k = Math.min(s.length - 1, tail.length); k > hold; k--) {
-                if (all.endsWith(s.slice(0, k))) {
-                  hold = k;
-                  break;
-                }
-              }
-            }
-            text = tail.slice(0, tail.length - hold);
-            g.held = tail.slice(tail.length - hold);
+          if (Number.isNaN(g.firstAt)) {
+            g.firstAt = e.at;
+            g.cachedTokens = e.cachedTokens ?? 0;
+            this.totals.cachedTokens += g.cachedTokens;
           }
-          g.text += text;
-          g.push({ tokenId: token, text });
+          g.lastAt = e.at;
+          if (g.pushToken(token)) {
+            this.scheduler.abort(e.seq, 'stop string');
+            this.arrivals.poke();
+          }
           break;
         }
         case 'preempted':
@@ -441,7 +339,7 @@ class EngineImpl implements Engine {
         requestId: g.requestId,
         finishReason: reason,
         promptTokens: g.promptTokens,
-        cachedTokens: 0,
+        cachedTokens: g.cachedTokens,
         generatedTokens: n,
         ttft: Number.isNaN(g.firstAt) ? NaN : g.firstAt - g.startedAt,
         tpot: n > 1 ? (g.lastAt - g.firstAt) / (n - 1) : NaN,
@@ -459,7 +357,7 @@ class EngineImpl implements Engine {
     return {
       backend: this.backend,
       policy: this.policy,
-      waiting: this.scheduler.numWaiting + this.arrivals.pending,
+      waiting: this.waiting,
       running: this.scheduler.numRunning,
       transfersInFlight: this.scheduler.transfersInFlight,
       kv: {
@@ -469,7 +367,8 @@ class EngineImpl implements Engine {
       steps: this.steps,
       stepSeconds: this.stepEwma,
       issueSeconds: this.issueEwma,
-      totals: { ...this.totals },
+      totals: { ...this.totals, savedBytes: this.scheduler.stats.savedBytes },
+      prefixStore: this.store ? { ...this.executor.storeTraffic, lookupErrors: this.lookupErrors, store: this.store.stats() } : undefined,
     };
   }
 
@@ -487,6 +386,7 @@ class EngineImpl implements Engine {
     this.stop.abort();
     this.arrivals.poke();
     await this.loop;
+    if (this.ownsStore) await this.store!.close();
     this.pools.device.release();
     this.pools.host.release();
     this.model.release();
@@ -528,6 +428,7 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     throw new RangeError(`createEngine: the tokenizer in ${tokenizerDir} has ${tokenizer.vocabSize} tokens, fewer than the config's vocab_size ${model.config.vocabSize}; dummy weights would sample ids it cannot decode`);
   }
   let pools: { device: KVPool; host: KVPool } | null = null;
+  let store: { store: PrefixStore; owned: boolean } | null = null;
   try {
     const c = model.config;
     const kvDtype: DType = model.dtype;
@@ -543,10 +444,17 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
       host: be.createPool({ tier: 'host', numBlocks: Math.max(1, hostBlocks), ...layout }),
     };
     const cost = opts.cost ?? engineCost(model, { deviceKvBytes: deviceBlocks * blockBytes });
+    if (opts.cakeSplit !== undefined && !(Number.isInteger(opts.cakeSplit) && opts.cakeSplit >= 0)) throw new RangeError(`createEngine: cakeSplit must be an integer >= 0, got ${opts.cakeSplit}`);
+    if (opts.store !== undefined) {
+      if (opts.modelId !== undefined && (typeof opts.modelId !== 'string' || opts.modelId.length === 0)) throw new TypeError('createEngine: modelId must be a non-empty string');
+      const modelId = opts.modelId ?? (typeof opts.model === 'string' ? await modelIdOfDir(opts.model) : modelIdOfDummy(model.config, opts.model.dummySeed ?? 0));
+      store = await attachStore(opts.store, engineFingerprint(model, modelId), pools.device);
+    }
     // A pool cannot be empty: with no host memory the host pool has one block the scheduler
     // never hands out.
-    return new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting });
+    return new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting, store });
   } catch (err) {
+    if (store?.owned) await store.store.close();
     pools?.device.release();
     pools?.host.release();
     model.release();

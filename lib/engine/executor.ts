@@ -13,12 +13,20 @@
 //   - the step's one Promise settles when the forward is done; sampled tokens come back in the
 //     result, and transfers that completed since the last result are reported with their
 //     wall-clock completion time.
+//
+// Prefix-store transfers. A 'prefix-read' is the store's verified load into its host landing
+// blocks, on the store's threads; a transfer after one (the 'prefix-load' into device blocks)
+// starts only once the read has resolved ok, so nothing copies bytes that did not verify,
+// and fails when the read failed. A 'prefix-save' is its block copies (issued like any
+// other), then the store's write of the landed chunk; it completes when the write is done
+// and the landing blocks are no longer read.
 import type { KVPool } from '../backend.js';
 import type { Work } from '../backend.js';
 import type { ForwardStep, LayerCopy } from '../backend/model.js';
 import type { ComputeItem, Executor, SampledToken, SeqId, StepPlan, StepResult, TierName, Transfer, TransferDone } from '../contract/plan.js';
 import type { Model } from '../model/model.js';
 import { packSampling, type ResolvedSampling } from '../model/sampling.js';
+import type { PrefixStore } from '../store/store.js';
 
 /** What the executor needs to know of a request beyond the plan. */
 export interface SeqInfo {
@@ -32,13 +40,28 @@ export interface SeqTraffic {
   loadedBytes: number;
 }
 
+/** Prefix-store traffic since the start. */
+export interface StoreTraffic {
+  loads: number;
+  loadFailures: number;
+  saves: number;
+  saveFailures: number;
+}
+
 interface Flight {
   t: Transfer;
+  /** Native copies (empty for a store read). */
   works: Work[];
+  /** Settles with the failure, or undefined when the transfer succeeded. */
+  done: Promise<string | undefined>;
+  /** Completes in JavaScript (a store read or write, or after one): no native Work to wait on. */
+  js: boolean;
   settled: boolean;
 }
 
 const OFFLOAD_KINDS = new Set(['offload', 'swap-out']);
+/** Kinds that move no request bytes between the tiers (the store's own traffic). */
+const STORE_KINDS = new Set(['prefix-read', 'prefix-save']);
 
 export class EngineExecutor implements Executor {
   private readonly tables = new Map<SeqId, { tiers: TierName[]; tables: number[][] }>();
@@ -51,12 +74,14 @@ export class EngineExecutor implements Executor {
   private readonly blockBytes: number;
   /** Host seconds spent issuing the last step (building its arrays and the native calls). */
   lastIssueSeconds = 0;
+  readonly storeTraffic: StoreTraffic = { loads: 0, loadFailures: 0, saves: 0, saveFailures: 0 };
 
   constructor(
     private readonly model: Model,
     private readonly pools: Record<TierName, KVPool>,
     private readonly seqInfo: (seq: SeqId) => SeqInfo | undefined,
     private readonly clock: () => number,
+    private readonly store: PrefixStore | null = null,
   ) {
     this.L = model.config.numLayers;
     this.blockSize = pools.device.layout.blockSize;
@@ -84,12 +109,23 @@ export class EngineExecutor implements Executor {
     this.applyTables(plan);
     for (const s of plan.ended) this.traffic.delete(s);
     const sampled: SampledToken[] = [];
+    // Store reads, and what waits for one, complete in JavaScript.
+    const deferred: Transfer[] = [];
+    const later = new Set<number>();
+    for (const t of plan.transfers) {
+      if (t.kind === 'prefix-read' || (t.after ?? []).some((d) => later.has(d) || this.flights.get(d)?.js)) {
+        deferred.push(t);
+        later.add(t.id);
+      }
+    }
     if (plan.compute.length > 0) {
       const step = this.buildStep(plan.compute);
-      // Every transfer goes to the runner, which issues it at its stage and gates layers on it.
+      // Every other transfer goes to the runner, which issues it at its stage and gates
+      // layers on it.
       const copies: LayerCopy[] = [];
       const index = new Map<number, number[]>();
       for (const t of plan.transfers) {
+        if (later.has(t.id)) continue;
         const after: number[] = [];
         const waitFor: Work[] = [];
         for (const d of t.after ?? []) {
@@ -106,14 +142,16 @@ export class EngineExecutor implements Executor {
       }
       step.copies = copies;
       const fw = this.model.forward(step);
-      for (const t of plan.transfers) this.track(t, index.get(t.id)!.map((i) => fw.copies[i]));
+      for (const t of plan.transfers) if (!later.has(t.id)) this.track(t, index.get(t.id)!.map((i) => fw.copies[i]));
+      for (const t of deferred) this.startAfterStore(t);
       this.lastIssueSeconds = this.clock() - start;
       const r = await fw.work;
       let k = 0;
       for (const c of plan.compute) if (c.emitsToken) sampled.push({ seq: c.seq, token: r.tokenIds[k++] });
     } else {
       // No layers run: every transfer is ready at once, in issue order.
-      for (const t of plan.transfers) this.issue(t);
+      for (const t of plan.transfers) if (later.has(t.id)) this.startAfterStore(t);
+      else this.issue(t);
       this.lastIssueSeconds = this.clock() - start;
     }
     return { start, end: this.clock(), transfersDone: this.drain(), sampled };
@@ -238,7 +276,6 @@ export class EngineExecutor implements Executor {
 
   /** The copies of a transfer, one per direction: the moves (one per layer) share pools. */
   private copiesOf(t: Transfer): [TierName, TierName, Int32Array][] {
-    if (t.kind === 'prefix-read') throw new Error(`EngineExecutor: transfer ${t.id} reads chunk ${t.chunk?.index} of ${t.seq} from a prefix store, and this engine has none`);
     const byDir = new Map<string, Int32Array[]>();
     for (const m of t.moves) {
       const key = `${m.from}>${m.to}`;
@@ -255,6 +292,78 @@ export class EngineExecutor implements Executor {
     return f && !f.settled ? f.works : [];
   }
 
+  /** A store read, or a transfer after one: runs once what it waits for has succeeded. */
+  private startAfterStore(t: Transfer): void {
+    if (t.beforeLayer !== undefined) throw new Error(`EngineExecutor: transfer ${t.id} (${t.kind} of ${t.seq}) gates layer ${t.beforeLayer} but waits for a prefix-store read, which no layer can wait on`);
+    const deps: Flight[] = [];
+    for (const d of t.after ?? []) {
+      const f = this.flights.get(d);
+      if (f && !f.settled) deps.push(f);
+    }
+    const done = (async (): Promise<string | undefined> => {
+      for (const f of deps) {
+        const err = await f.done;
+        if (err !== undefined) return `waits for transfer ${f.t.id} (${f.t.kind}), which failed: ${err}`;
+      }
+      if (t.kind === 'prefix-read') return this.read(t);
+      const works = this.copiesOf(t).map(([from, to, pairs]) => this.pools[from].backend.copyBlocks(this.pools[from], this.pools[to], pairs));
+      return this.afterCopies(t, works);
+    })();
+    this.track(t, [], done);
+  }
+
+  /** The chunk's landing blocks in the store's order: layer l's j-th block at l * perLayer + j. */
+  private chunkBlocks(t: Transfer): Int32Array {
+    const dest = t.chunk!.dest;
+    const per = dest[0]?.blocks.length ?? 0;
+    const out = new Int32Array(dest.length * per);
+    for (const d of dest) {
+      if (d.tier !== 'host' || d.blocks.length !== per) throw new Error(`EngineExecutor: transfer ${t.id} lands chunk ${t.chunk!.index} layer ${d.layer} in ${d.blocks.length} ${d.tier} blocks; the store moves whole chunks through host blocks`);
+      out.set(d.blocks, d.layer * per);
+    }
+    return out;
+  }
+
+  private async read(t: Transfer): Promise<string | undefined> {
+    this.storeTraffic.loads++;
+    const store = this.store;
+    if (!store) {
+      this.storeTraffic.loadFailures++;
+      return 'this engine has no prefix store';
+    }
+    try {
+      const r = await store.load(t.chunk!.hash, { pool: this.pools.host, blocks: this.chunkBlocks(t) });
+      // The engine hears of each miss here; the store's own list of them is not needed.
+      if (!r.ok) store.takeFailedLoads();
+      if (r.ok) return undefined;
+      this.storeTraffic.loadFailures++;
+      return `${r.fault}: ${r.message}`;
+    } catch (err) {
+      this.storeTraffic.loadFailures++;
+      return (err as Error)?.message ?? String(err);
+    }
+  }
+
+  /** Settles with a transfer's copies; a save then writes the landed chunk to the store. */
+  private async afterCopies(t: Transfer, works: Work[]): Promise<string | undefined> {
+    try {
+      await Promise.all(works);
+    } catch (err) {
+      return (err as Error)?.message ?? String(err);
+    }
+    if (t.kind !== 'prefix-save') return undefined;
+    this.storeTraffic.saves++;
+    if (!this.store) return undefined;
+    try {
+      const r = await this.store.save(t.chunk!.hash, { pool: this.pools.host, blocks: this.chunkBlocks(t) });
+      if (Object.values(r.tiers).includes('failed')) this.storeTraffic.saveFailures++;
+      return undefined;
+    } catch (err) {
+      this.storeTraffic.saveFailures++;
+      return (err as Error)?.message ?? String(err);
+    }
+  }
+
   /** Issues a transfer's copies directly (a plan without compute: nothing to order against). */
   private issue(t: Transfer): void {
     const waitFor: Work[] = [];
@@ -262,17 +371,17 @@ export class EngineExecutor implements Executor {
     this.track(t, this.copiesOf(t).map(([from, to, pairs]) => this.pools[from].backend.copyBlocks(this.pools[from], this.pools[to], pairs, { waitFor })));
   }
 
-  private track(t: Transfer, works: Work[]): void {
-    const f: Flight = { t, works, settled: false };
+  private track(t: Transfer, works: Work[], js?: Promise<string | undefined>): void {
+    const done = js ?? this.afterCopies(t, works);
+    const f: Flight = { t, works, done, js: js !== undefined || t.kind === 'prefix-save', settled: false };
     this.flights.set(t.id, f);
-    const tr = this.traffic.get(t.seq) ?? { offloadedBytes: 0, loadedBytes: 0 };
-    if (OFFLOAD_KINDS.has(t.kind)) tr.offloadedBytes += t.bytes;
-    else tr.loadedBytes += t.bytes;
-    this.traffic.set(t.seq, tr);
-    Promise.all(works).then(
-      () => this.settle(f, undefined),
-      (err: Error) => this.settle(f, err?.message ?? String(err)),
-    );
+    if (!STORE_KINDS.has(t.kind)) {
+      const tr = this.traffic.get(t.seq) ?? { offloadedBytes: 0, loadedBytes: 0 };
+      if (OFFLOAD_KINDS.has(t.kind)) tr.offloadedBytes += t.bytes;
+      else tr.loadedBytes += t.bytes;
+      this.traffic.set(t.seq, tr);
+    }
+    done.then((err) => this.settle(f, err));
   }
 
   private settle(f: Flight, error: string | undefined): void {

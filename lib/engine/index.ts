@@ -5,3 +5,4 @@ export { EngineExecutor, type SeqInfo, type SeqTraffic } from './executor.js';
 export { engineCost, type EngineCostOptions } from './cost.js';
 export * from './types.js';
 export { calibrateEngineCost, type Calibration, type CalibrateOptions } from './calibrate.js';
+export { engineFingerprint, modelIdOfDir, modelIdOfDummy, type EngineStoreOptions } from './prefix.js';

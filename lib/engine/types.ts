@@ -3,6 +3,8 @@
 import type { DType } from '../backend/dtype.js';
 import type { ModelConfig } from '../model/config.js';
 import type { PolicyName } from '../sched/index.js';
+import type { PrefixStore, StoreStats } from '../store/store.js';
+import type { EngineStoreOptions } from './prefix.js';
 
 export type EngineModel =
   /** A Hugging Face model directory: config.json, safetensors, tokenizer.json. */
@@ -43,6 +45,22 @@ export interface EngineOptions {
   cost?: import('../cost/cost-model.js').CostModel;
   /** Called after every step that computed something. */
   onStep?: (s: StepReport) => void;
+  /**
+   * The prefix KV store: a PrefixStore opened with this engine's fingerprint
+   * (engineFingerprint) and block size, or options for one the engine opens and closes (the
+   * local disk tier by default; chunkTokens 256). Every request then looks its prompt up on
+   * arrival, and the full prompt chunks prefills compute are saved. The policies cake,
+   * layerkv+cake and load-only load stored chunks (compute-only recomputes them); baseline
+   * and layerkv only save. Loads need host KV memory (hostKvBytes) for landing blocks.
+   */
+  store?: PrefixStore | EngineStoreOptions;
+  /** The model's identity in chunk keys and headers (default: derived from config.json, the
+   *  safetensors headers and sampled weight bytes; see lib/engine/prefix.ts). Name the
+   *  weights' revision here when several servers share a store. */
+  modelId?: string;
+  /** Pins Cake's split at chunk k for every request (chunks [0, k) computed, the rest
+   *  loaded). For tests and ablations; default: planned per step. */
+  cakeSplit?: number;
 }
 
 export interface GenerateOptions {
@@ -134,6 +152,10 @@ export interface EngineStats {
     loadedBytes: number;
     savedBytes: number;
   };
+  /** The prefix store, when the engine has one: the engine's chunk loads and saves through
+   *  it (a failed load's chunk was computed instead; a lookup that failed counts as a miss),
+   *  and the store's own counters. */
+  prefixStore?: { loads: number; loadFailures: number; saves: number; saveFailures: number; lookupErrors: number; store: StoreStats };
 }
 
 export interface StepReport {
