@@ -85,3 +85,41 @@ export function parseGoodput(s: string): { ttft?: number; tpot?: number; e2e?: n
   }
   return out;
 }
+
+/** The tiers of `--store`: comma-separated memory:SIZE, disk:PATH, redis://HOST:PORT (or
+ *  rediss://), each at most once. */
+export interface StoreSpec {
+  memoryBytes?: number;
+  diskDir?: string;
+  redisUrl?: string;
+}
+
+export function parseStoreSpec(s: string): StoreSpec {
+  const spec: StoreSpec = {};
+  const fail = (why: string): never => {
+    throw new InvalidArgumentError(`${why}; expected tiers separated by commas: memory:SIZE, disk:PATH, redis://HOST:PORT (e.g. memory:2GiB,disk:/var/cache/kvcake)`);
+  };
+  for (const part of s.split(',').map((x) => x.trim())) {
+    if (part === '') fail(`empty tier in ${JSON.stringify(s)}`);
+    if (/^rediss?:\/\//.test(part)) {
+      if (spec.redisUrl !== undefined) fail('redis given twice');
+      try {
+        new URL(part);
+      } catch {
+        fail(`${JSON.stringify(part)} is not a URL`);
+      }
+      spec.redisUrl = part;
+    } else if (part.startsWith('memory:')) {
+      if (spec.memoryBytes !== undefined) fail('memory given twice');
+      spec.memoryBytes = parseBytes(part.slice('memory:'.length));
+    } else if (part.startsWith('disk:')) {
+      if (spec.diskDir !== undefined) fail('disk given twice');
+      const dir = part.slice('disk:'.length);
+      if (dir === '') fail('disk: needs a directory');
+      spec.diskDir = dir;
+    } else {
+      fail(`unknown tier ${JSON.stringify(part)}`);
+    }
+  }
+  return spec;
+}

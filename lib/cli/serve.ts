@@ -5,7 +5,7 @@ import { createEngine } from '../engine/index.js';
 import type { EngineOptions } from '../engine/types.js';
 import { POLICIES, type PolicyName } from '../sched/index.js';
 import { startServer } from '../server/server.js';
-import { parseBytes, parseInteger, parsePositive, UsageError } from './args.js';
+import { parseBytes, parseInteger, parsePositive, parseStoreSpec, UsageError, type StoreSpec } from './args.js';
 import { DUMMY_PRESETS, dummyTokenizerDir, loadDummyConfig } from './dummy.js';
 
 interface ServeFlags {
@@ -25,7 +25,13 @@ interface ServeFlags {
   maxWaiting: number;
   ttftSlo?: number;
   tpotSlo?: number;
-  store?: string;
+  store?: StoreSpec;
+  storeDiskBytes: number;
+  storeChunkTokens: number;
+  storeNamespace?: string;
+  storeReadCap?: number;
+  modelId?: string;
+  cakeSplit?: number;
   host: string;
   port: number;
   apiKey?: string;
@@ -58,7 +64,13 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-waiting <n>', 'requests queued at most; more get 429 with Retry-After').argParser(parseInteger(1)).default(512))
     .addOption(new Option('--ttft-slo <s>', 'default TTFT SLO in seconds for requests that give none').argParser(parsePositive))
     .addOption(new Option('--tpot-slo <s>', 'default TPOT SLO in seconds for requests that give none').argParser(parsePositive))
-    .addOption(new Option('--store <spec>', 'prefix KV store: disk:PATH or redis://HOST:PORT (not available in this build)'))
+    .addOption(new Option('--store <tiers>', 'prefix KV store tiers, searched in this order: memory:SIZE, disk:PATH, redis://HOST:PORT (comma-separated)').argParser(parseStoreSpec))
+    .addOption(new Option('--store-disk-bytes <size>', 'capacity of the disk tier (LRU beyond it)').argParser(parseBytes).default(32 * 2 ** 30, '32GiB'))
+    .addOption(new Option('--store-chunk-tokens <n>', 'tokens per stored chunk, a multiple of --block-size').argParser(parseInteger(1)).default(256))
+    .addOption(new Option('--store-namespace <ns>', 'tenant or salt: servers with different namespaces never share a chunk'))
+    .addOption(new Option('--store-read-cap <bytes/s>', 'cap the store\'s read bandwidth (to emulate slower storage), e.g. 1.25GB for 10 Gbps').argParser(parseBytes))
+    .addOption(new Option('--model-id <id>', 'the model\'s identity in stored chunks (default: derived from the config and weights); name the weights\' revision when servers share a store'))
+    .addOption(new Option('--cake-split <k>', 'pin Cake\'s split at chunk k (ablations; default: planned)').argParser(parseInteger(0)))
     .addOption(new Option('--host <addr>', 'address to bind; 0.0.0.0 exposes the server to the network').default('127.0.0.1'))
     .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(parseInteger(0, 65535)).default(8000))
     .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (default: $KVCAKE_API_KEY, else none)'))
@@ -76,9 +88,6 @@ export function serveCommand(): Command {
 }
 
 async function serve(f: ServeFlags): Promise<void> {
-  if (f.store !== undefined) {
-    throw new UsageError(`--store ${f.store}: the prefix store is not available in this build of kvcake yet; run without --store (prompts are computed, cached_tokens is 0)`);
-  }
   if ((f.model === undefined) === (f.dummy === undefined)) throw new UsageError('give one of --model DIR or --dummy CONFIG');
   if (f.tokenizer !== undefined && f.dummy === undefined) throw new UsageError('--tokenizer applies to --dummy models (a --model directory brings its own tokenizer.json)');
   let model: EngineOptions['model'];
@@ -107,6 +116,9 @@ async function serve(f: ServeFlags): Promise<void> {
     maxWaiting: f.maxWaiting,
     ...(f.ttftSlo !== undefined ? { ttftSlo: f.ttftSlo } : {}),
     ...(f.tpotSlo !== undefined ? { tpotSlo: f.tpotSlo } : {}),
+    ...(f.store ? { store: storeOptions(f, f.store) } : {}),
+    ...(f.modelId !== undefined ? { modelId: f.modelId } : {}),
+    ...(f.cakeSplit !== undefined ? { cakeSplit: f.cakeSplit } : {}),
   });
   let server;
   try {
@@ -131,10 +143,23 @@ async function serve(f: ServeFlags): Promise<void> {
     throw err;
   }
   const s = engine.stats();
+  const tiers = s.prefixStore ? `, prefix store ${[s.prefixStore.store.memory && 'memory', s.prefixStore.store.disk && `disk ${s.prefixStore.store.disk.dir} (${s.prefixStore.store.disk.chunks} chunks)`, s.prefixStore.store.redis && 'redis'].filter(Boolean).join(' -> ')}` : '';
   console.log(
-    `kvcake serve: ${name} on ${engine.backend}, policy ${engine.policy}, KV ${s.kv.device.totalBlocks} device + ${s.kv.host.totalBlocks} host blocks, ` +
+    `kvcake serve: ${name} on ${engine.backend}, policy ${engine.policy}, KV ${s.kv.device.totalBlocks} device + ${s.kv.host.totalBlocks} host blocks${tiers}, ` +
       `listening on ${server.url} (API key ${apiKey ? 'required' : 'not required'}${engine.tokenizer ? '' : '; no tokenizer: prompts must be token ids'})`,
   );
   await server.closed;
   console.log('kvcake serve: stopped');
+}
+
+function storeOptions(f: ServeFlags, spec: StoreSpec): NonNullable<EngineOptions['store']> {
+  if (f.storeChunkTokens % f.blockSize !== 0) throw new UsageError(`--store-chunk-tokens ${f.storeChunkTokens} must be a multiple of --block-size ${f.blockSize}`);
+  return {
+    chunkTokens: f.storeChunkTokens,
+    memory: spec.memoryBytes !== undefined ? { capacityBytes: spec.memoryBytes } : false,
+    disk: spec.diskDir !== undefined ? { dir: spec.diskDir, capacityBytes: f.storeDiskBytes } : false,
+    redis: spec.redisUrl !== undefined ? { url: spec.redisUrl } : false,
+    ...(f.storeNamespace !== undefined ? { namespace: f.storeNamespace } : {}),
+    ...(f.storeReadCap !== undefined ? { readBytesPerSecond: f.storeReadCap } : {}),
+  };
 }

@@ -35,9 +35,15 @@ test('cli: serve --help and bench-serve --help list every option', async () => {
 });
 
 test('cli: options that cannot work are errors that say why', async () => {
-  const store = await kvcake(['serve', '--dummy', 'tiny', '--store', 'disk:/tmp/kv']);
+  const store = await kvcake(['serve', '--dummy', 'tiny', '--store', 'tape:/dev/st0']);
   assert.is(store.code, 2);
-  assert.match(store.stderr, /--store disk:\/tmp\/kv: the prefix store is not available in this build/);
+  assert.match(store.stderr, /unknown tier "tape:\/dev\/st0"; expected tiers separated by commas: memory:SIZE, disk:PATH, redis:\/\/HOST:PORT/);
+  const twice = await kvcake(['serve', '--dummy', 'tiny', '--store', 'memory:1GiB,memory:2GiB']);
+  assert.is(twice.code, 2);
+  assert.match(twice.stderr, /memory given twice/);
+  const chunk = await kvcake(['serve', '--dummy', 'tiny', '--store', 'memory:64MiB', '--store-chunk-tokens', '100']);
+  assert.is(chunk.code, 2);
+  assert.match(chunk.stderr, /--store-chunk-tokens 100 must be a multiple of --block-size 16/);
   const none = await kvcake(['serve']);
   assert.is(none.code, 2);
   assert.match(none.stderr, /give one of --model DIR or --dummy CONFIG/);
@@ -49,11 +55,12 @@ test('cli: options that cannot work are errors that say why', async () => {
   assert.match(backend.stderr, /Allowed choices are cpu, cuda/);
 });
 
-test('cli: kvcake serve answers, and SIGTERM lets the request in flight finish before it exits 0', async () => {
+test('cli: kvcake serve (with a prefix store) answers, and SIGTERM lets the request in flight finish before it exits 0', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kvcake-cli-'));
   const cfg = path.join(dir, 'config.json');
   writeFileSync(cfg, JSON.stringify(CONFIG));
-  const child = spawn(process.execPath, [BIN, 'serve', '--dummy', cfg, '--port', '0', '--device-kv', '16MiB', '--host-kv', '16MiB', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const store = path.join(dir, 'store');
+  const child = spawn(process.execPath, [BIN, 'serve', '--dummy', cfg, '--port', '0', '--device-kv', '16MiB', '--host-kv', '16MiB', '--log-level', 'warn', '--policy', 'cake', '--store', `memory:64MiB,disk:${store}`, '--store-chunk-tokens', '32'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -67,6 +74,7 @@ test('cli: kvcake serve answers, and SIGTERM lets the request in flight finish b
     }
     const url = /listening on (http:\/\/\S+)/.exec(out)![1];
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds loopback by default');
+    assert.match(out, /prefix store memory -> disk \S+ \(0 chunks\)/);
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

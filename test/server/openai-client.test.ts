@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import OpenAI from 'openai';
-import { serveTiny, type TestServer } from './util.js';
+import { serveTiny, until, type TestServer } from './util.js';
 
 let ts: TestServer;
 let client: OpenAI;
@@ -126,6 +126,24 @@ test('openai client: errors carry status, param and code', async () => {
   } catch (err) {
     assert.instance(err, OpenAI.NotFoundError);
     assert.is((err as InstanceType<typeof OpenAI.NotFoundError>).code, 'model_not_found');
+  }
+});
+
+test('openai client: with a prefix store, a repeated long prompt reports cached_tokens and gives the same text', async () => {
+  const stored = await serveTiny({ engine: { policy: 'cake', store: { chunkTokens: 32, memory: { capacityBytes: 16 << 20 }, disk: false, log: () => {} } } });
+  try {
+    const c = new OpenAI({ baseURL: `${stored.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const prompt = 'A long prompt whose prefix is worth keeping: '.repeat(6);
+    const body = { model: 'tiny', prompt, max_tokens: 8, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming;
+    const first = await c.completions.create(body);
+    assert.is(first.usage!.prompt_tokens_details!.cached_tokens, 0);
+    await until(() => stored.engine.stats().transfersInFlight === 0, 'the saves');
+    const second = await c.completions.create(body);
+    assert.is(second.choices[0].text, first.choices[0].text);
+    const cached = second.usage!.prompt_tokens_details!.cached_tokens!;
+    assert.ok(cached > 0 && cached % 32 === 0 && cached <= second.usage!.prompt_tokens, `cached_tokens ${cached}`);
+  } finally {
+    await stored.close();
   }
 });
 
