@@ -69,6 +69,12 @@ test('bandwidth meter: bytes over busy time; concurrent reads count as one busy 
   t = 52;
   m.end(0); // a failed read adds busy time, no bytes
   assert.ok(Math.abs(m.estimate()! - 100) < 1, `got ${m.estimate()}`);
+  // A read in flight does not drag the estimate down before its bytes are in.
+  m.begin();
+  t = 60;
+  assert.ok(Math.abs(m.estimate()! - 100) < 1, `mid-read: got ${m.estimate()}`);
+  m.end(800);
+  assert.ok(Math.abs(m.estimate()! - 100) < 1, `got ${m.estimate()}`);
 });
 
 test('bandwidth meter: recent reads dominate after a change in speed', () => {

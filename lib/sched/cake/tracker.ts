@@ -157,6 +157,8 @@ export class CakeTracker {
    *  it was reported computed (the next step's start), summed over all steps so far. */
   private measuredCompute = 0;
   private estimatedCompute = 0;
+  /** One chunk's compute estimate: the slowdown's prior weight. */
+  private priorCompute = 0;
   /** A range reported computed, waiting for the next `now` to close its measurement. */
   private openMeasure: { since: number; estimate: number } | null = null;
   /** A range handed out by nextCompute: when, and its estimate. */
@@ -186,7 +188,7 @@ export class CakeTracker {
       for (let i = 0; i < this.storedChunks; i++) this.chunkLoad[i] = this.estimate('load', e.load(i));
       this.loadPrefix = new Float64Array(this.storedChunks + 1);
       for (let i = 0; i < this.storedChunks; i++) this.loadPrefix[i + 1] = this.loadPrefix[i] + this.chunkLoad[i];
-      if (this.storedChunks > 0) this.estimate('compute', e.compute(0, this.chunkTokens));
+      if (this.storedChunks > 0) this.priorCompute = this.estimate('compute', e.compute(0, this.chunkTokens));
     }
   }
 
@@ -502,9 +504,14 @@ export class CakeTracker {
     this.openMeasure = null;
   }
 
-  /** How much slower (or faster) than estimated the front has run (1 until measured). */
+  /** How much slower (or faster) than estimated the front has run (1 until measured). One
+   *  chunk's estimate enters as a prior on both sides: a single step's measurement (often
+   *  the slowest, sharing the machine with the loads it issued) moves the ratio halfway at
+   *  most, and loads it commits cannot be taken back. */
   private get slowdown(): number {
-    return this.estimatedCompute > 0 && this.measuredCompute > 0 ? this.measuredCompute / this.estimatedCompute : 1;
+    if (!(this.estimatedCompute > 0 && this.measuredCompute > 0)) return 1;
+    const prior = this.priorCompute;
+    return (this.measuredCompute + prior) / (this.estimatedCompute + prior);
   }
 
   /** The shared store's queue end, when the caller tracks it and the clock is known. */
