@@ -130,7 +130,7 @@ test('openai client: errors carry status, param and code', async () => {
 });
 
 test('openai client: with a prefix store, a repeated long prompt reports cached_tokens and gives the same text', async () => {
-  const stored = await serveTiny({ engine: { policy: 'cake', store: { chunkTokens: 32, memory: { capacityBytes: 16 << 20 }, disk: false, log: () => {} } } });
+  const stored = await serveTiny({ engine: { policy: 'load-only', store: { chunkTokens: 32, memory: { capacityBytes: 16 << 20 }, disk: false, log: () => {} } } });
   try {
     const c = new OpenAI({ baseURL: `${stored.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const prompt = 'A long prompt whose prefix is worth keeping: '.repeat(6);
