@@ -83,6 +83,8 @@ export interface NativeBackend {
   read(t: NativeTensor, waitFor?: NativeEvent[]): NativeEvent;
   readPool(p: NativePool, firstBlock: number, numBlocks: number, waitFor?: NativeEvent[]): NativeEvent;
   writePool(p: NativePool, firstBlock: number, data: Float32Array | Uint16Array, waitFor?: NativeEvent[]): NativeEvent;
+  info(): Record<string, string>;
+  reference(a: { kind: 'read'; pool: NativePool; blocks: Int32Array } | { kind: 'fma'; iterations: number }, waitFor?: NativeEvent[]): NativeEvent;
 }
 
 export interface CudaInfo {
@@ -95,7 +97,7 @@ export interface CudaInfo {
 }
 
 export interface NativeAddon {
-  createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number }): NativeBackend;
+  createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number; cpuIsa?: string }): NativeBackend;
   cudaInfo(): CudaInfo;
   abiVersion: number;
 }

@@ -2,9 +2,14 @@
 // cut into segments, each a contiguous run of one KV head's rows inside one block (the
 // KVLayout keeps a head's rows of a block contiguous), so kernels stream plain arrays.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#define KVCAKE_PREFETCH_L2(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1)
+#else
+#define KVCAKE_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+#endif
 
 #include "common/types.h"
 
@@ -56,8 +61,8 @@ inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDi
     const char* k = base + s[i].k * int64_t(elemBytes);
     const char* v = base + s[i].v * int64_t(elemBytes);
     for (int64_t o = 0; o < bytes; o += 64) {
-      _mm_prefetch(k + o, _MM_HINT_T1);
-      _mm_prefetch(v + o, _MM_HINT_T1);
+      KVCAKE_PREFETCH_L2(k + o);
+      KVCAKE_PREFETCH_L2(v + o);
     }
   }
 }
