@@ -97,11 +97,14 @@ void loadQueries(Work& w, int i0, const Elem<T>* src, int64_t srcStride, int nq,
 
 // s[r * rs + g * gs] = q_g . k_r for GH query vectors (q + g * D, or qh for the bf16 dot
 // path, which multiplies by qScale at the end) and R key rows k[0 .. R): GH * R dot
-// products share every key load and every query load.
-template <DType T, int GH, int R>
+// products share every key load and every query load, and one reduction finishes them.
+// With HeadsInner (gs == 1, decode) the results leave in runs of GH heads per row, else
+// (rs == 1, prefill) in runs of R rows per query vector.
+template <DType T, int GH, int R, bool HeadsInner>
 inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, const Elem<T>* const* k, float* s,
                       int64_t gs, int64_t rs) {
   static_assert(GH * R <= kL, "one reduction per tile");
+  constexpr auto at = [](int g, int r) { return HeadsInner ? r * GH + g : g * R + r; };
   F acc[kL];
 #pragma GCC unroll 16
   for (int i = 0; i < kL; ++i) acc[i] = Vec::zero();
@@ -111,13 +114,13 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
 #pragma GCC unroll 16
       for (int g = 0; g < GH; ++g)
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) acc[g * R + r] = VecOf<T>::V::dotBf16(acc[g * R + r], qh + int64_t(g) * D + d, k[r] + d);
+        for (int r = 0; r < R; ++r) acc[at(g, r)] = VecOf<T>::V::dotBf16(acc[at(g, r)], qh + int64_t(g) * D + d, k[r] + d);
     }
     if (d < D) {
 #pragma GCC unroll 16
       for (int g = 0; g < GH; ++g)
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) acc[g * R + r] = VecOf<T>::V::dotBf16Half(acc[g * R + r], qh + int64_t(g) * D + d, k[r] + d);
+        for (int r = 0; r < R; ++r) acc[at(g, r)] = VecOf<T>::V::dotBf16Half(acc[at(g, r)], qh + int64_t(g) * D + d, k[r] + d);
     }
   } else {
     (void)qh;
@@ -127,9 +130,10 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
       for (int r = 0; r < R; ++r) kv[r] = Vec::template loadT<T>(k[r] + d);
 #pragma GCC unroll 16
       for (int g = 0; g < GH; ++g) {
-        const F qv = Vec::load(q + int64_t(g) * D + d);
+        F qv = Vec::load(q + int64_t(g) * D + d);
+        Vec::inRegister(qv);
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) acc[g * R + r] = Vec::fmadd(qv, kv[r], acc[g * R + r]);
+        for (int r = 0; r < R; ++r) acc[at(g, r)] = Vec::fmadd(qv, kv[r], acc[at(g, r)]);
       }
     }
   }
@@ -137,48 +141,51 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
   F sums = Vec::hsums(acc);
   if constexpr (kBf16Dot<T>) sums = Vec::mul(sums, Vec::set1(qScale));
   Vec::store(t, sums);
+  if constexpr (HeadsInner) {
 #pragma GCC unroll 16
-  for (int g = 0; g < GH; ++g)
+    for (int r = 0; r < R; ++r) std::memcpy(s + r * rs, t + r * GH, sizeof(float) * GH);
+  } else {
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) s[r * rs + g * gs] = t[g * R + r];
+    for (int g = 0; g < GH; ++g) std::memcpy(s + g * gs, t + g * R, sizeof(float) * R);
+  }
 }
 
 // Scores of GH query vectors against `rows` key rows: tiles of kL / GH rows (so each tile
 // fills one reduction), then halving tiles for the rest. `pf` is stepped once per tile.
-template <DType T, int GH>
+template <DType T, int GH, bool HeadsInner>
 void scoreRowsGH(const float* q, const uint16_t* qh, float qScale, int D, const Elem<T>* const* k, int rows, float* s,
                  int64_t gs, int64_t rs, Prefetcher* pf) {
   constexpr int R = kL / GH;
   int j = 0;
   for (; j + R <= rows; j += R) {
     if (pf) pf->step();
-    scoreTile<T, GH, R>(q, qh, qScale, D, k + j, s + j * rs, gs, rs);
+    scoreTile<T, GH, R, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs);
   }
   if constexpr (R >= 2) {
-    if (j + R / 2 <= rows) scoreTile<T, GH, R / 2>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 2;
+    if (j + R / 2 <= rows) scoreTile<T, GH, R / 2, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 2;
   }
   if constexpr (R >= 4) {
-    if (j + R / 4 <= rows) scoreTile<T, GH, R / 4>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 4;
+    if (j + R / 4 <= rows) scoreTile<T, GH, R / 4, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 4;
   }
   if constexpr (R >= 8) {
-    if (j + R / 8 <= rows) scoreTile<T, GH, R / 8>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 8;
+    if (j + R / 8 <= rows) scoreTile<T, GH, R / 8, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 8;
   }
-  for (; j < rows; ++j) scoreTile<T, GH, 1>(q, qh, qScale, D, k + j, s + j * rs, gs, rs);
+  for (; j < rows; ++j) scoreTile<T, GH, 1, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs);
 }
 
 // Scores of nq query vectors (chunks of 4, 2, 1 sharing each key row) against the rows.
-template <DType T>
+template <DType T, bool HeadsInner>
 void scoreRows(const float* q, const uint16_t* qh, float qScale, int nq, int D, const Elem<T>* const* k, int rows,
                float* s, int64_t gs, int64_t rs, Prefetcher* pf) {
   int i = 0;
   for (; i + 4 <= nq; i += 4, pf = nullptr)
-    scoreRowsGH<T, 4>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
+    scoreRowsGH<T, 4, HeadsInner>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
   if (i + 2 <= nq) {
-    scoreRowsGH<T, 2>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
+    scoreRowsGH<T, 2, HeadsInner>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
     i += 2;
     pf = nullptr;
   }
-  if (i < nq) scoreRowsGH<T, 1>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
+  if (i < nq) scoreRowsGH<T, 1, HeadsInner>(q + int64_t(i) * D, qh + int64_t(i) * D, qScale, D, k, rows, s + i * gs, gs, rs, pf);
 }
 
 // ---- P * V ----
@@ -386,7 +393,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
       for (int r = 0; r < n; ++r) krows[r] = k + int64_t(r) * D;
       if (nblock >= 0) pf.reset(pool + L.offset(nblock, 0, h, ntok), nn * rowBytes, scoreSteps);
       else pf.reset(nullptr, 0, 1);
-      scoreRows<T>(w.q.data() + int64_t(h) * G * D, w.qh.data() + (kBf16Dot<T> ? int64_t(h) * G * D : 0), qScale, G,
+      scoreRows<T, true>(w.q.data() + int64_t(h) * G * D, w.qh.data() + (kBf16Dot<T> ? int64_t(h) * G * D : 0), qScale, G,
                    D, krows, n, w.s.data() + h * G, 1, Hp, &pf);
       pf.perStep = 1 << 20;  // whatever the tiles left
       pf.step();
@@ -521,7 +528,7 @@ void prefillTile(const PrefillArgs& a, const Tile& t, int kvh) {
     int nk = 0;
     for (int i = 0; i < nseg; ++i)
       for (int r = 0; r < segs[i].rows; ++r) krows[nk++] = pool + segs[i].k + int64_t(r) * D;
-    scoreRows<T>(w.q.data(), w.qh.data(), qScale, nq, D, krows, n, w.s.data(), kWindow, 1, nullptr);
+    scoreRows<T, false>(w.q.data(), w.qh.data(), qScale, nq, D, krows, n, w.s.data(), kWindow, 1, nullptr);
     // Keys past a row's own position are masked; only windows reaching past the tile's
     // first row need it.
     if (c + n > firstPos + 1) {

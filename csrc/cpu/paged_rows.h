@@ -4,12 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#include <intrin.h>
-#define KVCAKE_PREFETCH_L2(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1)
-#else
-#define KVCAKE_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
-#endif
+#include "cpu/compiler.h"
 
 #include "common/types.h"
 

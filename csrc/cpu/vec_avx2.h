@@ -14,6 +14,9 @@ struct Vec {
   static F set1(float x) { return _mm256_set1_ps(x); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  // Keeps v in a register: a value used by several FMAs is loaded once, not folded into
+  // each of them as a memory operand (which costs a load per use).
+  static void inRegister(F& v) { __asm__("" : "+x"(v)); }
   static F bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
@@ -62,7 +65,7 @@ struct Vec {
 
   // 2^x for x <= 64 (softmax arguments against a running reference max). Relative error
   // ~2e-7; x < -126 (including -inf) gives exactly 0.
-  static F exp2(F x) {
+  KVCAKE_INLINE static F exp2(F x) {
     const F under = _mm256_cmp_ps(x, _mm256_set1_ps(-126.f), _CMP_LT_OQ);
     x = _mm256_max_ps(x, _mm256_set1_ps(-126.f));
     const F n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -95,7 +98,7 @@ struct Vec {
   }
 
   // Lane i of the result is the horizontal sum of v[i]: kLanes dot products finished at once.
-  static F hsums(const F* v) {
+  KVCAKE_INLINE static F hsums(const F* v) {
     const F a01 = _mm256_hadd_ps(v[0], v[1]), a23 = _mm256_hadd_ps(v[2], v[3]);
     const F a45 = _mm256_hadd_ps(v[4], v[5]), a67 = _mm256_hadd_ps(v[6], v[7]);
     const F b0 = _mm256_hadd_ps(a01, a23), b1 = _mm256_hadd_ps(a45, a67);

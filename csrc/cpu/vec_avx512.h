@@ -19,6 +19,9 @@ struct Vec {
   static F set1(float x) { return _mm512_set1_ps(x); }
   static F load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  // Keeps v in a register: a value used by several FMAs is loaded once, not folded into
+  // each of them as a memory operand (which costs a load per use).
+  static void inRegister(F& v) { (void)v; }
   static F bcast(const float* p) { return _mm512_set1_ps(*p); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
@@ -61,7 +64,7 @@ struct Vec {
   }
 
   // 2^x for x <= 64; x < -126 (including -inf) gives exactly 0. Relative error ~2e-7.
-  static F exp2(F x) {
+  KVCAKE_INLINE static F exp2(F x) {
     const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.f), _CMP_GE_OQ);
     x = _mm512_max_ps(x, _mm512_set1_ps(-126.f));
     const F n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -83,7 +86,7 @@ struct Vec {
 
   // Lane i of the result is the horizontal sum of v[i], i < 16: a tree of in-lane unpacks,
   // then 128-bit lane shuffles, each level halving the registers.
-  static F hsums(const F* v) {
+  KVCAKE_INLINE static F hsums(const F* v) {
     F a[8], b[4], c[2];
     for (int i = 0; i < 8; ++i)
       a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));

@@ -36,6 +36,9 @@ struct Vec {
     return r;
   }
   static void store(float* p, F v) { std::memcpy(p, v.v, sizeof v.v); }
+  // Keeps v in a register: a value used by several FMAs is loaded once, not folded into
+  // each of them as a memory operand (which costs a load per use).
+  static void inRegister(F& v) { (void)v; }
   static F bcast(const float* p) { return set1(*p); }
 #define KVCAKE_LANEWISE(name, expr)          \
   static F name(F a, F b) {                  \
