@@ -50,7 +50,7 @@ export function avxFunctions(obj) {
 }
 
 function levelOf(obj) {
-  const m = path.basename(obj).match(/_(avx2|avx512)\.o$/);
+  const m = path.basename(obj).match(/_(avx2|avx512)\.(cc\.)?o$/);
   return m ? m[1] : undefined;
 }
 
