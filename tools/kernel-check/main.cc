@@ -375,6 +375,28 @@ void checkCopy(std::mt19937_64& rng, ThreadPool& tp) {
   }
 }
 
+// Copies past the size where copyBlocks streams its stores: block sizes that are not a
+// multiple of 64 bytes (unaligned heads and tails), runs and scattered pairs.
+void checkLargeCopy(std::mt19937_64& rng, ThreadPool& tp) {
+  const int64_t blockBytes = int64_t(1000 + rng() % 9000) * 16;
+  const int n = int((24 << 20) / blockBytes);
+  std::vector<uint8_t> src(size_t(n) * blockBytes), dst(size_t(n + 3) * blockBytes, 0xee);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 2654435761u >> 13);
+  std::vector<int32_t> d(n + 3);
+  std::iota(d.begin(), d.end(), 0);
+  std::shuffle(d.begin() + n / 2, d.end(), rng);  // first half: one run; second half scattered
+  std::vector<int32_t> pairs(2 * n);
+  for (int i = 0; i < n; ++i) pairs[2 * i] = i, pairs[2 * i + 1] = d[i];
+  std::vector<uint8_t> want = dst;
+  for (int i = 0; i < n; ++i) std::memcpy(&want[d[i] * blockBytes], &src[i * blockBytes], blockBytes);
+  CopyArgs a{blockBytes, src.data(), dst.data(), pairs.data(), n};
+  copyBlocks(a, tp);
+  if (dst != want) {
+    std::printf("FAIL copyBlocks (streamed) blockBytes=%lld pairs=%d\n", (long long)blockBytes, n);
+    ++g_failures;
+  }
+}
+
 void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
   std::mt19937_64 rng(seed);
   int decodeCases = 0, prefillCases = 0;
@@ -408,6 +430,7 @@ void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
     checkAppend(rng, tp);
     checkCopy(rng, tp);
   }
+  for (int i = 0; i < 3; ++i) checkLargeCopy(rng, tp);
   // Long contexts: split-KV partitions and their merge, one sequence and few sequences.
   for (DType t : kDTypes) {
     KVLayout L;
@@ -606,7 +629,8 @@ void benchCopy(ThreadPool& tp, bool full) {
               "pool memcpy", "ratio1T");
   std::mt19937_64 rng(5);
   const int64_t total = int64_t(full ? 1024 : 256) << 20;
-  std::vector<uint8_t> src(size_t(total) + (2 << 20)), dst(size_t(total) + (2 << 20));
+  // Allocated as the backend allocates pools (huge pages unless KC_NO_HUGEPAGE).
+  PoolBuf src(size_t(total) + (2 << 20)), dst(size_t(total) + (2 << 20));
   std::memset(src.data(), 1, src.size());
   std::memset(dst.data(), 2, dst.size());
   for (int64_t kib : {16, 64, 256, 1024, 2048}) {
