@@ -64,6 +64,10 @@ struct Prefetcher {
   void step() {
     for (int i = 0; i < perStep && p < end; ++i, p += 64) KVCAKE_PREFETCH_L2(p);
   }
+  // Whatever the steps left.
+  void finish() {
+    for (; p < end; p += 64) KVCAKE_PREFETCH_L2(p);
+  }
 };
 
 // Per-task working set: scaled queries (and raw bf16 queries for the bf16 dot path),
@@ -395,8 +399,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
       else pf.reset(nullptr, 0, 1);
       scoreRows<T, true>(w.q.data() + int64_t(h) * G * D, w.qh.data() + (kBf16Dot<T> ? int64_t(h) * G * D : 0), qScale, G,
                    D, krows, n, w.s.data() + h * G, 1, Hp, &pf);
-      pf.perStep = 1 << 20;  // whatever the tiles left
-      pf.step();
+      pf.finish();
     }
     softmaxHeads(w, H, Hp, D, n);
     const int pvSteps = std::max(1, D / (kL == 16 ? 64 : 16));
@@ -405,8 +408,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
       else pf.reset(nullptr, 0, 1);
       accumulateRows<T>(w.s.data() + h * G, 1, Hp, G, D, pool + L.offset(block, 1, h, tok), n,
                         w.acc.data() + int64_t(h) * G * D, &pf);
-      pf.perStep = 1 << 20;
-      pf.step();
+      pf.finish();
     }
     pos = npos;
   }
