@@ -36,12 +36,13 @@ constexpr int64_t kStreamMinBytes = 16 << 20;
 
 // memcpy with non-temporal stores for the 64-byte-aligned middle of the destination
 // (SSE2, the x86-64 baseline). The caller fences before publishing the result.
-void streamCopy(uint8_t* dst, const uint8_t* src, int64_t n) {
+void streamCopy(uint8_t* dst, const uint8_t* src, int64_t n, const uint8_t* next, int64_t nextBytes) {
 #ifdef KVCAKE_STREAM_STORES
   const int64_t head = std::min<int64_t>(n, (64 - int64_t(reinterpret_cast<uintptr_t>(dst) & 63)) & 63);
   std::memcpy(dst, src, size_t(head));
   int64_t i = head;
   for (; i + 64 <= n; i += 64) {
+    if (i < nextBytes) KVCAKE_PREFETCH_L2(next + i);
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 16));
     const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 32));
@@ -53,6 +54,7 @@ void streamCopy(uint8_t* dst, const uint8_t* src, int64_t n) {
   }
   std::memcpy(dst + i, src + i, size_t(n - i));
 #else
+  (void)next, (void)nextBytes;
   std::memcpy(dst, src, size_t(n));
 #endif
 }
@@ -86,13 +88,11 @@ void copyBlocks(const CopyArgs& a, ThreadPool& pool) {
     for (int64_t pos = lo; pos < hi && r < runs.size(); ++r) {
       const Run& x = runs[r];
       const int64_t from = pos - x.start, to = std::min(hi, x.start + x.bytes) - x.start;
-      // The next run's source starts where the hardware prefetcher has no stream yet.
-      if (stream && r + 1 < runs.size()) {
-        const uint8_t* nx = a.src + runs[r + 1].src;
-        const int64_t ahead = std::min<int64_t>(runs[r + 1].bytes, 4096);
-        for (int64_t o = 0; o < ahead; o += 64) KVCAKE_PREFETCH_L2(nx + o);
-      }
-      if (stream) streamCopy(a.dst + x.dst + from, a.src + x.src + from, to - from);
+      // The next run's source starts where the hardware prefetcher has no stream yet: it
+      // is prefetched alongside this run, line for line.
+      const uint8_t* next = r + 1 < runs.size() ? a.src + runs[r + 1].src : nullptr;
+      const int64_t nextBytes = r + 1 < runs.size() ? runs[r + 1].bytes : 0;
+      if (stream) streamCopy(a.dst + x.dst + from, a.src + x.src + from, to - from, next, nextBytes);
       else std::memcpy(a.dst + x.dst + from, a.src + x.src + from, size_t(to - from));
       pos = x.start + to;
     }
