@@ -362,6 +362,22 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
   const int D = L.headDim, H = a.numHeads, G = H / L.numKvHeads, bs = L.blockSize;
   const int Hp = (H + kL - 1) / kL * kL;
   const auto* pool = static_cast<const Elem<T>*>(a.pool);
+  const int32_t* table = a.blockTables + int64_t(it.seq) * a.tableStride;
+  const int64_t rowBytes = int64_t(D) * int64_t(sizeof(Elem<T>));
+  Prefetcher pf;
+  // The first window has no window before it to hide its fetch: start it now, while the
+  // working set is set up.
+  if (it.begin < it.end) {
+    const int64_t block = table[it.begin / bs];
+    const int tok = int(it.begin % bs);
+    const int n = int(std::min<int64_t>({int64_t(bs - tok), int64_t(kWindow), it.end - it.begin}));
+    for (int kv = 0; kv < 2; ++kv)
+      for (int h = 0; h < L.numKvHeads; ++h) {
+        pf.reset(pool + L.offset(block, kv, h, tok), n * rowBytes, 1);
+        pf.finish();
+      }
+  }
+
   Work& w = work();
   w.q.resize(size_t(H) * D);
   if constexpr (kBf16Dot<T>) w.qh.resize(size_t(H) * D);
@@ -373,11 +389,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
   const int64_t qOff = int64_t(it.seq) * H * D;
   const float qScale = a.scale * kLog2e;
   loadQueries<T>(w, 0, static_cast<const Elem<T>*>(a.q) + qOff, D, H, D, qScale);
-  const int32_t* table = a.blockTables + int64_t(it.seq) * a.tableStride;
-  const int64_t rowBytes = int64_t(D) * int64_t(sizeof(Elem<T>));
   const Elem<T>* krows[kWindow];
-  Prefetcher pf;
-
   for (int64_t pos = it.begin; pos < it.end;) {
     const int64_t block = table[pos / bs];
     const int tok = int(pos % bs);
