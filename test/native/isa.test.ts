@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createBackend, type CpuIsa } from '../../lib/index.js';
+import { addonPath, createBackend, type CpuIsa } from '../../lib/index.js';
 import { cpuIsas } from '../util/backends.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -121,6 +121,44 @@ test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside thei
   assert.ok(checked.some((o) => o.endsWith('attention_avx512.o')), `objects: ${checked.join(', ')}`);
   assert.ok(checked.some((o) => o.endsWith('isa.o')));
   assert.equal(violations, []);
+});
+
+// The child loads the addon file directly and runs one small fp32 decode; it prints the
+// level it found and the output. Under qemu-x86_64 -cpu Westmere (SSE4.2, no AVX) this is a
+// CPU without AVX2: the addon must load, pick the scalar path and compute the same result.
+const NO_AVX_CHILD = `
+import { createRequire } from 'node:module';
+const addon = createRequire(import.meta.url)(process.argv[1]);
+const be = addon.createBackend('cpu', {});
+const pool = be.createPool({ numBlocks: 4, numKvHeads: 1, headDim: 64, blockSize: 16, dtype: 'fp32', tier: 'device' });
+await be.writePool(pool, 0, new Float32Array(4 * 2 * 16 * 64).map((_, i) => Math.sin(i))).promise;
+const q = be.createTensor('fp32', 64);
+await be.write(q, new Float32Array(64).map((_, i) => Math.cos(i))).promise;
+const out = be.createTensor('fp32', 64);
+await be.decode({ pool, q, out, blockTables: Int32Array.from([2, 0]), tableStride: 2, contextLens: Int32Array.from([20]), numHeads: 1 }).promise;
+let forced = '';
+try { addon.createBackend('cpu', { cpuIsa: 'avx2' }); } catch (e) { forced = e.message; }
+console.log(JSON.stringify({ isa: be.info().isa, out: Array.from(new Float32Array(await be.read(out).promise)), forced }));
+`;
+
+test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar path with the same result', () => {
+  const qemu = spawnSync('qemu-x86_64', ['--version'], { encoding: 'utf8' });
+  if (process.arch !== 'x64' || qemu.status !== 0) {
+    console.log('  (skipped: qemu-x86_64 is not installed; apt-get install qemu-user runs this check)');
+    return;
+  }
+  const run = (prefix: string[]) => {
+    const cmd = [...prefix, process.execPath, '--input-type=module', '-e', NO_AVX_CHILD, addonPath()];
+    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: { ...process.env, KVCAKE_CPU_ISA: '' } });
+    assert.is(r.status, 0, `${cmd[0]}: status ${r.status} signal ${r.signal}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { isa: string; out: number[]; forced: string };
+  };
+  const host = run([]);
+  const old = run(['qemu-x86_64', '-cpu', 'Westmere']);
+  assert.is(old.isa, 'scalar');
+  assert.is(old.forced, "createBackend: cpuIsa = 'avx2': this CPU cannot run the avx2 path (it supports scalar)");
+  for (let i = 0; i < 64; i++)
+    assert.ok(Math.abs(old.out[i] - host.out[i]) <= 1e-5 + 1e-4 * Math.abs(host.out[i]), `element ${i}: ${old.out[i]} vs ${host.out[i]} (${host.isa})`);
 });
 
 test.run();
