@@ -12,8 +12,9 @@
 // Selection, for every CPU kernel (attention here, GEMM and friends alike):
 //   - A CPU backend holds one ceiling: CpuBackendOptions::isa if given, else the
 //     KVCAKE_CPU_ISA environment variable, else bestIsa(). resolveIsa() turns a requested
-//     name into a level and throws an Error naming the source, the value and what this CPU
-//     supports when it is unknown or unsupported, so a forced path never silently degrades.
+//     name into a level and throws an ArgError (a RangeError in JS) naming the source, the
+//     value and what this CPU supports when it is unknown or unsupported, so a forced path
+//     never silently degrades.
 //   - Kernel entry points take that ceiling as an argument and run the highest level they
 //     implement at or below it: pickIsa(ceiling, implemented). No kernel reads the
 //     environment or CPUID on its own, so one process can run several paths side by side
@@ -25,10 +26,18 @@
 //     The backend's info() reports the level every registered family runs at.
 //
 // Build convention: the code of a level above scalar lives in its own translation unit,
-// named *_avx2.cc or *_avx512.cc, whose functions carry that target through
-// `#pragma GCC target(...)` after the standard headers are included and inside a namespace
-// of its own (kvcake::cpu::avx2, ...): everything else is compiled for the baseline, so a
-// CPU without AVX2 reaches this dispatch, never an illegal instruction.
+// named *_avx2.cc or *_avx512.cc (attention_avx512.cc is the model):
+//   1. include every standard and project header first, so their inline functions and
+//      templates are compiled for the baseline;
+//   2. then `#pragma GCC push_options` + `#pragma GCC target("avx2,fma,f16c")` (clang:
+//      `#pragma clang attribute push(__attribute__((target("..."))), apply_to = function)`);
+//   3. define everything after it inside a namespace of that level (kvcake::cpu::avx2, ...),
+//      so no inline function or template instantiated there shares a name with a baseline
+//      copy the linker could pick instead; no globals with dynamic initializers there.
+// Everything else is compiled for the baseline, so a CPU without AVX2 reaches this dispatch,
+// never an illegal instruction. scripts/check-isa-split.mjs (run by npm test) checks the
+// built objects for exactly this. The avx512fp16 level is detected and selectable; no
+// attention path uses it (AVX512_FP16 has no fp32-accumulating dot product).
 #pragma once
 #include <initializer_list>
 #include <string>
