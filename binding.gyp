@@ -2,6 +2,9 @@
   # The CPU-only addon that `npm install` builds (node-gyp-build) and `npm run build:native`
   # rebuilds. Sources are every csrc/**/*.cc except csrc/cuda/ (the CUDA backend, built only
   # by CMakeLists.txt through `npm run build:cuda`); csrc/core/no_cuda.cc stands in for it.
+  # Everything is compiled for the architecture's baseline (no -mavx2): the *_avx2.cc and
+  # *_avx512.cc kernels raise their own target by pragma and are chosen at run time
+  # (csrc/cpu/isa.h), so the binary loads and runs on any x86-64.
   # OpenBLAS (static, serial) is linked in when scripts/find-openblas.mjs finds it, as the
   # optional KVCAKE_CPU_GEMM=openblas path; without it the addon has its own kernels only.
   "variables": {
@@ -31,11 +34,6 @@
         ["openblas!=''", {
           "defines": ["KVCAKE_WITH_OPENBLAS=1"],
           "libraries": ["<(openblas)", "-Wl,--exclude-libs,ALL"]
-        }],
-        ["target_arch=='x64'", {
-          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
-          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"] },
-          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX2"] } }
         }],
         ["OS=='mac'", {
           "xcode_settings": {

@@ -38,6 +38,30 @@ export interface BackendOptions {
   device?: number;
   /** CPU backend: capacity of the device tier in bytes (default KVCAKE_CPU_DEVICE_BYTES, else unlimited). */
   deviceCapacityBytes?: number;
+  /**
+   * CPU backend: the highest instruction-set level its kernels may use (default
+   * KVCAKE_CPU_ISA, else the best this CPU supports). A level the CPU cannot run throws.
+   */
+  cpuIsa?: CpuIsa;
+}
+
+/** CPU instruction-set levels, lowest first; each implies the ones before it. */
+export type CpuIsa = 'scalar' | 'avx2' | 'avx512' | 'avx512bf16' | 'avx512fp16' | 'auto';
+
+/** What a backend runs. */
+export interface BackendInfo {
+  backend: 'cpu' | 'cuda';
+  device: string;
+  /** CPU: the ISA level the kernels may use (each kernel runs its best path at or below it). */
+  isa?: Exclude<CpuIsa, 'auto'>;
+  /** CPU: every level this CPU supports, lowest first. */
+  supportedIsas?: Exclude<CpuIsa, 'auto'>[];
+  /** CPU: the instruction-set features CPUID and the OS report. */
+  cpuFeatures?: string[];
+  /** CPU: threads a kernel runs on. */
+  threads?: number;
+  /** CPU: the level each kernel family runs at, e.g. { 'decode.fp16': 'avx512' }. */
+  kernels?: Record<string, string>;
 }
 
 export interface PoolOptions {
@@ -285,6 +309,38 @@ export class Backend {
     return this.handle.liveBytes(tier);
   }
 
+  /** Which backend, device and (on the CPU) instruction-set path every kernel runs. */
+  info(): BackendInfo {
+    const raw = this.handle.info();
+    const out: BackendInfo = { backend: this.name, device: this.deviceName };
+    if (raw.isa !== undefined) out.isa = raw.isa as BackendInfo['isa'];
+    if (raw.supportedIsas !== undefined) out.supportedIsas = raw.supportedIsas.split(', ') as BackendInfo['supportedIsas'];
+    if (raw.cpuFeatures !== undefined) out.cpuFeatures = raw.cpuFeatures === '' ? [] : raw.cpuFeatures.split(' ');
+    if (raw.threads !== undefined) out.threads = Number(raw.threads);
+    const kernels = Object.entries(raw).filter(([k]) => k.startsWith('kernel.'));
+    if (kernels.length > 0) out.kernels = Object.fromEntries(kernels.map(([k, v]) => [k.slice('kernel.'.length), v]));
+    return out;
+  }
+
+  /**
+   * Benchmark reference: reads the listed blocks of `pool` once each, in order, on the
+   * compute queue and the kernels' threads (a streaming read of the bytes a decode over
+   * those blocks reads). Resolves to the bytes read. CPU backend only.
+   */
+  referenceRead(pool: KVPool, blocks: Int32Array, opts: { waitFor?: WaitList } = {}): Work<number> {
+    if (!(pool instanceof KVPool)) throw new TypeError('referenceRead: pool must be a KVPool');
+    return work(this.handle.reference({ kind: 'read', pool: pool.handle, blocks }, nativeWaits(opts.waitFor, 'referenceRead: waitFor')), (v) => v as number);
+  }
+
+  /**
+   * Benchmark reference: `iterations` rounds of independent FMA chains on every kernel
+   * thread at the level the kernels run (the arithmetic peak). Resolves to the flops done.
+   * CPU backend only.
+   */
+  referenceFma(iterations: number, opts: { waitFor?: WaitList } = {}): Work<number> {
+    return work(this.handle.reference({ kind: 'fma', iterations }, nativeWaits(opts.waitFor, 'referenceFma: waitFor')), (v) => v as number);
+  }
+
   /** Allocates a KV pool. Contents are undefined until written (appendKV or copyBlocks). */
   createPool(o: PoolOptions): KVPool {
     if (typeof o !== 'object' || o === null) throw new TypeError(`createPool: options must be an object, got ${show(o)}`);
@@ -448,7 +504,7 @@ export function createBackend(opts?: BackendOptions): Backend {
     if (!info.usable) throw new Error(`kvcake: the cuda backend is not usable: ${info.reason}`);
   }
   const device = chosen === 'cuda' ? (o.device ?? 0) : 0;
-  const handle = addon.createBackend(chosen, { device, deviceCapacityBytes: o.deviceCapacityBytes });
+  const handle = addon.createBackend(chosen, { device, deviceCapacityBytes: o.deviceCapacityBytes, cpuIsa: chosen === 'cpu' ? o.cpuIsa : undefined });
   return new Backend(handle, device);
 }
 

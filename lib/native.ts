@@ -83,6 +83,8 @@ export interface NativeBackend {
   read(t: NativeTensor, waitFor?: NativeEvent[]): NativeEvent;
   readPool(p: NativePool, firstBlock: number, numBlocks: number, waitFor?: NativeEvent[]): NativeEvent;
   writePool(p: NativePool, firstBlock: number, data: Float32Array | Uint16Array, waitFor?: NativeEvent[]): NativeEvent;
+  info(): Record<string, string>;
+  reference(a: { kind: 'read'; pool: NativePool; blocks: Int32Array } | { kind: 'fma'; iterations: number }, waitFor?: NativeEvent[]): NativeEvent;
 }
 
 /** The prefix store's chunk spec as the native side takes it (lib/store/format.ts builds it). */
@@ -196,7 +198,7 @@ export interface NativeModelRunner {
 export interface NativeAddon {
   modelOps: NativeModelOps;
   ModelRunner: new (be: NativeBackend, config: object, weights: object) => NativeModelRunner;
-  createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number }): NativeBackend;
+  createBackend(kind: 'cpu' | 'cuda', options?: { device?: number; deviceCapacityBytes?: number; cpuIsa?: string }): NativeBackend;
   cudaInfo(): CudaInfo;
   abiVersion: number;
   StoreIo: new (options?: { threads?: number; readBytesPerSecond?: number; readBurstBytes?: number }) => NativeStoreIo;

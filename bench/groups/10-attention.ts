@@ -1,160 +1,29 @@
-// Decode attention effective bandwidth (KV bytes read / time) beside a memcpy of the same
-// bytes on the same backend, measured in the same run: a device -> device copyBlocks of
-// identity pairs (contiguous runs; a memcpy on the CPU backend, cudaMemcpy-class on CUDA).
-// Decode is memory bound, so the ratio says how close the kernel gets to streaming speed.
-// memcpy bandwidth counts bytes copied (each is read once and written once).
-// Default suite: contexts 4K and 16K, batch 1 and 8, 8 KV heads x 128, GQA 4, fp16, plus
-// bf16 and fp32 at one point. --full: contexts 1K..32K, batch 1..32, 8 and 32 KV heads,
-// fp16/bf16/fp32 (points over 4 GiB of KV are skipped).
+// Decode attention effective bandwidth (KV bytes read / time) beside two references for
+// the same bytes, measured in the same run on the same threads and equally cold (bench/native.ts):
+//   - memcpy: a device -> device copyBlocks of one contiguous replica (a memcpy on the CPU
+//     backend, cudaMemcpy-class on CUDA); GB/s counts bytes copied, each read once and
+//     written once;
+//   - read: a streaming read of one contiguous replica by the kernels' threads (CPU only).
+// Decode is memory bound when it keeps up with the read. Each figure is the median of
+// several samples with their range, the ops of a sample taken in turn.
+// Prefill attention (causal prompt and a chunk) in GFLOP/s beside the FMA peak of the
+// same threads at the level the kernels run.
+// Default suite: 8 KV heads x 128, GQA 4, block 16, shuffled tables; fp16 at ctx 4K
+// (batch 1/8/32) and 16K (batch 1/8), bf16 at 4K (batch 1/8/32), fp32 at one point.
+// --full: contexts 1K..32K, batch 1..32, 8 and 32 KV heads, fp16/bf16/fp32 (points over
+// 4 GiB of KV are skipped) and more prefill shapes.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
-import { createBackend, type Backend, type BackendKind, type DType, type KVPool, type Work } from '../../lib/index.js';
-
-export interface Timing {
-  /** Median seconds per op. */
-  median: number;
-  reps: number;
-}
-
-/**
- * Median time of `issue()` (one op, awaited) after warmup: at least minReps runs and
- * about minSeconds in total, at most maxReps. An op slower than a second gets one warmup
- * and the minimum reps, so a slow point cannot stall the suite.
- */
-export async function measure(issue: () => Work<unknown>, o: { warmup?: number; minReps?: number; maxReps?: number; minSeconds?: number } = {}): Promise<Timing> {
-  const { warmup = 2, minReps = 5, maxReps = 50, minSeconds = 0.3 } = o;
-  const w0 = performance.now();
-  await issue();
-  const slow = performance.now() - w0 > 1000;
-  for (let i = 1; i < (slow ? 1 : warmup); i++) await issue();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < maxReps && (times.length < (slow ? 3 : minReps) || performance.now() - start < minSeconds * 1000)) {
-    const t0 = performance.now();
-    await issue();
-    times.push((performance.now() - t0) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return { median: times[times.length >> 1], reps: times.length };
-}
-
-export function openBench(ctx: BenchContext): Backend {
-  return createBackend({ backend: ctx.backend as BackendKind });
-}
-
-/** Fills a pool with small finite values (no NaN/Inf/denormals to skew timing), in chunks. */
-export async function fillPool(pool: KVPool): Promise<void> {
-  const { blockStride, dtype } = pool.layout;
-  const chunkBlocks = Math.max(1, Math.min(pool.numBlocks, Math.floor((32 << 20) / (blockStride * (dtype === 'fp32' ? 4 : 2)))));
-  const data = dtype === 'fp32' ? new Float32Array(chunkBlocks * blockStride) : new Uint16Array(chunkBlocks * blockStride);
-  let s = 0x9e3779b9;
-  for (let i = 0; i < data.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    const x = ((s >>> 0) / 2 ** 32 - 0.5) * 0.5;
-    // fp16: sign, exponent 13..14 (0.0625..0.5), random mantissa; bf16: the same range.
-    if (dtype === 'fp32') data[i] = x;
-    else if (dtype === 'fp16') data[i] = (x < 0 ? 0x8000 : 0) | (((s >>> 8) & 1) + 11) << 10 | (s & 0x3ff);
-    else data[i] = (x < 0 ? 0x8000 : 0) | (((s >>> 8) & 1) + 123) << 7 | (s & 0x7f);
-  }
-  const works: Work[] = [];
-  for (let b = 0; b < pool.numBlocks; b += chunkBlocks) {
-    const n = Math.min(chunkBlocks, pool.numBlocks - b);
-    works.push(pool.write(n === chunkBlocks ? data : data.subarray(0, n * blockStride), { firstBlock: b }));
-  }
-  await Promise.all(works);
-}
-
-/** Identity pairs (i, i) for i < n: the contiguous reference copy. */
-export function identityPairs(n: number): Int32Array {
-  const p = new Int32Array(2 * n);
-  for (let i = 0; i < n; i++) p[2 * i] = p[2 * i + 1] = i;
-  return p;
-}
-
-export function shuffled(n: number, seed: number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  let s = seed >>> 0 || 1;
-  for (let i = n - 1; i > 0; i--) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const j = s % (i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
-
-export const GB = 1e9;
-
-export interface DecodePoint {
-  ctxLen: number;
-  batch: number;
-  numKvHeads: number;
-  headDim: number;
-  dtype: DType;
-  blockSize: number;
-  gqa: number;
-}
-
-export interface DecodeSetup {
-  pool: KVPool;
-  kvBytes: number;
-  run(): Work;
-  release(): void;
-}
-
-/** A decode over `batch` sequences of ctxLen tokens; `table` maps sequence b's block j to a pool block. */
-export async function setupDecode(be: Backend, p: DecodePoint, order: 'identity' | 'shuffled'): Promise<DecodeSetup> {
-  const perSeq = Math.ceil(p.ctxLen / p.blockSize);
-  const numBlocks = perSeq * p.batch;
-  const pool = be.createPool({ tier: 'device', numBlocks, numKvHeads: p.numKvHeads, headDim: p.headDim, blockSize: p.blockSize, dtype: p.dtype });
-  await fillPool(pool);
-  const ids = order === 'identity' ? Array.from({ length: numBlocks }, (_, i) => i) : shuffled(numBlocks, 12345);
-  const blockTables = Int32Array.from(ids);
-  const numHeads = p.numKvHeads * p.gqa;
-  const qn = p.batch * numHeads * p.headDim;
-  const q = be.tensor({ dtype: p.dtype, shape: [p.batch, numHeads, p.headDim] });
-  await q.write(p.dtype === 'fp32' ? new Float32Array(qn).fill(0.01) : new Uint16Array(qn).fill(p.dtype === 'fp16' ? 0x2000 : 0x3c00));
-  const out = be.tensor({ dtype: p.dtype, shape: [p.batch, numHeads, p.headDim] });
-  const contextLens = new Int32Array(p.batch).fill(p.ctxLen);
-  const bytes = p.dtype === 'fp32' ? 4 : 2;
-  return {
-    pool,
-    kvBytes: p.batch * p.ctxLen * p.numKvHeads * p.headDim * 2 * bytes,
-    run: () => be.decode({ pool, q, out, blockTables, tableStride: perSeq, contextLens, numHeads }),
-    release: () => {
-      pool.release();
-      q.release();
-      out.release();
-    },
-  };
-}
-
-/**
- * A device -> device copy of the whole of `src` (identity pairs: contiguous runs) into a
- * fresh pool of the same geometry; the memcpy reference for the same bytes.
- */
-export function memcpyOp(be: Backend, src: KVPool): { run(): Work; release(): void } {
-  const l = src.layout;
-  const dst = be.createPool({ tier: 'device', numBlocks: l.numBlocks, numKvHeads: l.numKvHeads, headDim: l.headDim, blockSize: l.blockSize, dtype: l.dtype });
-  const pairs = identityPairs(l.numBlocks);
-  return { run: () => be.copyBlocks(src, dst, pairs), release: () => dst.release() };
-}
-
-/** Best of `rounds` medians for each op, measured alternately so drift on a shared machine hits all alike. */
-export async function alternate(ops: (() => Work<unknown>)[], rounds = 2): Promise<number[]> {
-  const best = ops.map(() => Infinity);
-  for (let r = 0; r < rounds; r++)
-    for (const [i, op] of ops.entries()) best[i] = Math.min(best[i], (await measure(op, { minSeconds: 0.2 })).median);
-  return best;
-}
+import type { Backend, DType } from '../../lib/index.js';
+import { GB, describeBackend, fillPool, fmtSpread, measure, openBench, sampled, setupDecode, shuffled, spread, type DecodePoint, type Spread } from '../native.js';
 
 function points(full: boolean): DecodePoint[] {
-  const base = { headDim: 128, blockSize: 16, gqa: 4 };
+  const base = { headDim: 128, blockSize: 16, gqa: 4, numKvHeads: 8 };
   const out: DecodePoint[] = [];
   if (!full) {
-    for (const ctxLen of [4096, 16384]) for (const batch of [1, 8]) out.push({ ...base, ctxLen, batch, numKvHeads: 8, dtype: 'fp16' });
-    out.push({ ...base, ctxLen: 4096, batch: 8, numKvHeads: 8, dtype: 'bf16' });
-    out.push({ ...base, ctxLen: 4096, batch: 8, numKvHeads: 8, dtype: 'fp32' });
+    for (const batch of [1, 8, 32]) out.push({ ...base, ctxLen: 4096, batch, dtype: 'fp16' });
+    for (const batch of [1, 8]) out.push({ ...base, ctxLen: 16384, batch, dtype: 'fp16' });
+    for (const batch of [1, 8, 32]) out.push({ ...base, ctxLen: 4096, batch, dtype: 'bf16' });
+    out.push({ ...base, ctxLen: 4096, batch: 8, dtype: 'fp32' });
     return out;
   }
   for (const dtype of ['fp16', 'bf16', 'fp32'] as DType[])
@@ -167,43 +36,166 @@ function points(full: boolean): DecodePoint[] {
   return out;
 }
 
+interface PrefillPoint {
+  dtype: DType;
+  ctxLen: number;
+  qLen: number;
+}
+
+/** Causal prefill over one sequence: the chunk is the last qLen of ctxLen positions. */
+async function prefillCase(be: Backend, p: PrefillPoint, samples: number, peak: () => Promise<number>) {
+  const numKvHeads = 8, numHeads = 32, headDim = 128, blockSize = 16;
+  const perSeq = Math.ceil(p.ctxLen / blockSize);
+  const pool = be.createPool({ tier: 'device', numBlocks: perSeq, numKvHeads, headDim, blockSize, dtype: p.dtype });
+  await fillPool(pool);
+  const n = p.qLen * numHeads * headDim;
+  const q = be.tensorFrom(p.dtype === 'fp32' ? new Float32Array(n).fill(0.01) : new Uint16Array(n).fill(p.dtype === 'fp16' ? 0x2000 : 0x3c00), p.dtype, [p.qLen, numHeads, headDim]);
+  const out = be.tensor({ dtype: p.dtype, shape: [p.qLen, numHeads, headDim] });
+  const args = {
+    pool, q, out, numHeads, tableStride: perSeq,
+    blockTables: Int32Array.from(shuffled(perSeq, 7)),
+    contextLens: Int32Array.from([p.ctxLen]),
+    qStartLoc: Int32Array.from([0, p.qLen]),
+  };
+  let pairs = 0;
+  for (let i = 0; i < p.qLen; i++) pairs += p.ctxLen - p.qLen + i + 1;
+  const flops = 4 * headDim * numHeads * pairs;
+  try {
+    const gflops: number[] = [];
+    const frac: number[] = [];
+    for (let s = 0; s < samples; s++) {
+      const t = await measure(() => be.prefill(args), { minReps: 3, minSeconds: 0.2 });
+      const pk = await peak();
+      gflops.push(flops / t / 1e9);
+      frac.push(flops / t / pk);
+    }
+    return { gflops: spread(gflops), frac: spread(frac) };
+  } finally {
+    for (const x of [pool, q, out]) x.release();
+  }
+}
+
 export const group: BenchGroup = {
   name: 'attention',
-  title: 'Decode attention bandwidth vs memcpy',
-  estimate: '45 s',
+  title: 'Decode attention bandwidth vs memcpy and a streaming read; prefill vs the FMA peak',
+  estimate: '90 s',
   async run(ctx: BenchContext): Promise<Headline[]> {
     const be = openBench(ctx);
-    ctx.progress(`backend ${be.name} (${be.deviceName})`);
+    const info = be.info();
+    const cpu = info.backend === 'cpu';
+    const samples = ctx.full ? 7 : 5;
+    ctx.progress(`backend ${describeBackend(be)}${cpu ? `; kernels ${JSON.stringify(info.kernels)}` : ''}`);
+    ctx.record('backend', info);
     const rows: Record<string, unknown>[] = [];
-    let worst = Infinity;
+    let worstMemcpy: { s: Spread; at: string } | undefined;
+    let worstRead: { s: Spread; at: string } | undefined;
+    const lowestSample = { memcpy: Infinity, read: Infinity };
     for (const p of points(ctx.full)) {
       ctx.progress(`decode ctx ${p.ctxLen} batch ${p.batch} kvHeads ${p.numKvHeads} ${p.dtype}`);
       const s = await setupDecode(be, p, 'shuffled');
-      const m = memcpyOp(be, s.pool);
       try {
-        const [tDecode, tCopy] = await alternate([s.run, m.run]);
-        const memcpy = s.pool.bytes / tCopy;
-        const bw = s.kvBytes / tDecode;
-        const ratio = bw / memcpy;
-        if (p.ctxLen >= 4096 && p.dtype === 'fp16') worst = Math.min(worst, ratio);
+        const ops = cpu ? [s.decode, s.memcpy, s.read] : [s.decode, s.memcpy];
+        const t = await sampled(ops, samples);
+        const bw = spread(t[0].map((x) => s.kvBytes / x / GB));
+        const mem = spread(t[1].map((x) => s.kvBytes / x / GB));
+        const rMem = spread(t[0].map((x, i) => t[1][i] / x));
+        const rd = cpu ? spread(t[2].map((x) => s.kvBytes / x / GB)) : undefined;
+        const rRead = cpu ? spread(t[0].map((x, i) => t[2][i] / x)) : undefined;
+        const at = `${p.dtype} ctx ${p.ctxLen} batch ${p.batch}`;
+        if (p.ctxLen >= 4096 && p.dtype !== 'fp32' && p.numKvHeads === 8) {
+          if (!worstMemcpy || rMem.median < worstMemcpy.s.median) worstMemcpy = { s: rMem, at };
+          lowestSample.memcpy = Math.min(lowestSample.memcpy, rMem.min);
+          if (rRead) {
+            if (!worstRead || rRead.median < worstRead.s.median) worstRead = { s: rRead, at };
+            lowestSample.read = Math.min(lowestSample.read, rRead.min);
+          }
+        }
         rows.push({
           ctx: p.ctxLen,
           batch: p.batch,
           kvHeads: p.numKvHeads,
           heads: p.numKvHeads * p.gqa,
           dtype: p.dtype,
+          path: info.kernels?.[`decode.${p.dtype}`] ?? be.name,
           'KV MiB': s.kvBytes / 2 ** 20,
-          'ms': tDecode * 1e3,
-          'decode GB/s': bw / GB,
-          'memcpy GB/s': memcpy / GB,
-          ratio,
+          replicas: s.replicas,
+          'decode GB/s': fmtSpread(bw, 1),
+          'memcpy GB/s': fmtSpread(mem, 1),
+          '/memcpy': fmtSpread(rMem),
+          ...(rd && rRead ? { 'read GB/s': fmtSpread(rd, 1), '/read': fmtSpread(rRead) } : {}),
         });
       } finally {
         s.release();
-        m.release();
       }
     }
-    ctx.table(`decode attention on ${be.name} (${be.deviceName}), headDim 128, blockSize 16, shuffled block tables`, rows);
+    ctx.table(
+      `decode attention on ${describeBackend(be)}, headDim 128, blockSize 16, shuffled block tables, cold pools; ` +
+        `median (min-max) of ${samples} samples`,
+      rows,
+    );
+
+    const heads: Headline[] = [];
+    if (worstMemcpy)
+      heads.push({
+        metric: `decode / memcpy, fp16+bf16, ctx >= 4K, batch 1-32 (worst point ${worstMemcpy.at}, ${describeBackend(be)})`,
+        value: `${fmtSpread(worstMemcpy.s)}x; lowest sample ${lowestSample.memcpy.toFixed(2)}x`,
+        target: '>= 0.8x memcpy',
+        met: worstMemcpy.s.median >= 0.8,
+      });
+    if (worstRead)
+      heads.push({
+        metric: `decode / streaming read, fp16+bf16, ctx >= 4K, batch 1-32 (worst point ${worstRead.at})`,
+        value: `${fmtSpread(worstRead.s)}x; lowest sample ${lowestSample.read.toFixed(2)}x`,
+        target: '>= 0.7x read',
+        met: worstRead.s.median >= 0.7,
+      });
+
+    if (cpu) {
+      // FMA peak of the same threads, about 50 ms per measurement.
+      const calib = 1e6;
+      const t0 = performance.now();
+      const f0 = await be.referenceFma(calib);
+      const iters = Math.max(calib, Math.round((calib * 50) / Math.max(1, performance.now() - t0)));
+      const peak = async () => {
+        const t = await measure(() => be.referenceFma(iters), { warmup: 1, minReps: 3, minSeconds: 0 });
+        return (f0 / calib) * iters / t;
+      };
+      const prows: Record<string, unknown>[] = [];
+      const pts: PrefillPoint[] = [
+        { dtype: 'fp16', ctxLen: 2048, qLen: 2048 },
+        { dtype: 'bf16', ctxLen: 2048, qLen: 2048 },
+        { dtype: 'fp16', ctxLen: 4096, qLen: 512 },
+      ];
+      if (ctx.full) pts.push({ dtype: 'fp16', ctxLen: 8192, qLen: 8192 }, { dtype: 'fp32', ctxLen: 2048, qLen: 2048 });
+      let worstFrac = Infinity;
+      let peakSeen: Spread | undefined;
+      for (const p of pts) {
+        ctx.progress(`prefill ${p.dtype} ctx ${p.ctxLen} chunk ${p.qLen}`);
+        const peaks: number[] = [];
+        const r = await prefillCase(be, p, ctx.full ? 5 : 3, async () => {
+          const x = await peak();
+          peaks.push(x);
+          return x;
+        });
+        peakSeen = spread(peaks.map((x) => x / 1e9));
+        worstFrac = Math.min(worstFrac, r.frac.median);
+        prows.push({
+          dtype: p.dtype,
+          path: info.kernels?.[`prefill.${p.dtype}`],
+          ctx: p.ctxLen,
+          chunk: p.qLen,
+          'GFLOP/s': fmtSpread(r.gflops, 1),
+          'FMA peak GFLOP/s': fmtSpread(peakSeen, 1),
+          '/peak': fmtSpread(r.frac),
+        });
+      }
+      ctx.table(
+        `prefill attention (causal, 8 KV heads x 128, 32 heads, block 16) on ${describeBackend(be)}; FMA peak at the ` +
+          `${info.kernels?.reference} level on ${info.threads} threads`,
+        prows,
+      );
+      heads.push({ metric: `prefill attention / FMA peak (worst point, ${describeBackend(be)})`, value: `${worstFrac.toFixed(2)}x of ${peakSeen ? peakSeen.median.toFixed(0) : '?'} GFLOP/s` });
+    }
 
     // Fixed cost of one op as a serving loop sees it: issue, queue, complete, settle the
     // Promise on the JS thread. A one-block copy and a zero-length decode carry no work.
@@ -212,21 +204,13 @@ export const group: BenchGroup = {
     const to = be.tensor({ dtype: 'fp16', shape: [1, 1, 64] });
     const one = new Int32Array([0, 1]);
     const empty = { pool: tiny, q: tq, out: to, blockTables: new Int32Array(1), tableStride: 1, contextLens: new Int32Array([0]), numHeads: 1 };
-    const [tCopy1, tDecode0] = await alternate([() => be.copyBlocks(tiny, tiny, one), () => be.decode(empty)]);
+    const [tCopy1, tDecode0] = (await sampled([() => be.copyBlocks(tiny, tiny, one), () => be.decode(empty)], 3)).map((x) => spread(x));
     for (const x of [tiny, tq, to]) x.release();
-    ctx.table('per-op round trip (issue -> Promise settled)', [
-      { op: 'copyBlocks, one 2 KiB block', 'µs': tCopy1 * 1e6 },
-      { op: 'decode, one empty sequence', 'µs': tDecode0 * 1e6 },
+    ctx.table('per-op round trip (issue -> Promise settled), median (min-max)', [
+      { op: 'copyBlocks, one 2 KiB block', 'µs': fmtSpread(tCopy1, 0, 1e6) },
+      { op: 'decode, one empty sequence', 'µs': fmtSpread(tDecode0, 0, 1e6) },
     ]);
-    ctx.record('backend', { name: be.name, device: be.deviceName });
-    return [
-      { metric: `per-op round trip, empty decode (${be.name})`, value: `${(tDecode0 * 1e6).toFixed(0)} µs` },
-      {
-        metric: `decode bandwidth / memcpy, fp16, ctx >= 4K (worst point, ${be.name})`,
-        value: `${worst.toFixed(2)}x`,
-        target: '>= 0.8x memcpy',
-        met: worst >= 0.8,
-      },
-    ];
+    heads.unshift({ metric: `per-op round trip, empty decode (${be.name})`, value: `${(tDecode0.median * 1e6).toFixed(0)} µs` });
+    return heads;
   },
 };

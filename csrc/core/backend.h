@@ -8,8 +8,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/error.h"
 #include "core/ops.h"
 
 namespace kvcake {
@@ -90,6 +92,15 @@ class Backend {
   // torn down (a worker ending); the destructor, by contrast, runs everything queued.
   // Idempotent; call it from one thread.
   virtual void shutdown() = 0;
+
+  // Benchmark references on the compute queue (ops.h). A backend without them throws.
+  virtual EventPtr reference(ReferenceOp, const Deps&) {
+    throw Error(std::string("reference: the ") + name() + " backend has no benchmark references");
+  }
+
+  // What the backend runs, as (key, value) pairs for diagnostics and benchmark records; the
+  // CPU backend reports its ISA level and the path of every kernel family.
+  virtual std::vector<std::pair<std::string, std::string>> info() const { return {}; }
 };
 
 // Factories. createCudaBackend throws Error saying why when CUDA cannot be used (built

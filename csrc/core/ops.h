@@ -97,6 +97,21 @@ struct CopyOp {
 // back to the OS when the op (or the ArrayBuffer a read resolves to) lets go of them.
 using HostBytes = std::vector<uint8_t, HostAllocator<uint8_t>>;
 
+// Benchmark reference work, queued like a kernel so it runs on the same threads:
+//   Read: every block in `blocks` of `pool` read once, in that order (a streaming read of
+//         the bytes a decode over those blocks reads);
+//   Fma:  `iterations` rounds of independent FMA chains on every thread (the arithmetic
+//         peak of the path the kernels run).
+// `result` receives the bytes read or the flops done.
+struct ReferenceOp {
+  enum class Kind : int32_t { Read = 0, Fma = 1 };
+  Kind kind = Kind::Read;
+  Pool pool;
+  std::vector<int32_t> blocks;
+  int64_t iterations = 0;
+  std::shared_ptr<double> result = std::make_shared<double>(0.0);
+};
+
 // Tensor upload / download (host bytes <-> a Tensor's memory).
 struct WriteOp {
   MemoryPtr dst;

@@ -227,6 +227,24 @@ void validateRead(const ReadOp& op) {
   if (!op.into) fail("read: no destination buffer");
 }
 
+void validateReference(const ReferenceOp& op) {
+  const char* name = "reference";
+  if (op.kind == ReferenceOp::Kind::Read) {
+    checkPoolLive(name, "pool", op.pool);
+    const int32_t n = op.pool.layout.numBlocks;
+    for (size_t i = 0; i < op.blocks.size(); ++i)
+      if (op.blocks[i] < 0 || op.blocks[i] >= n)
+        fail(name, ": blocks[", i, "] = ", op.blocks[i], " is out of range [0, ", n, ") for this pool");
+  } else if (op.kind == ReferenceOp::Kind::Fma) {
+    constexpr int64_t kMaxIterations = int64_t(1) << 40;
+    if (op.iterations < 1 || op.iterations > kMaxIterations)
+      fail(name, ": iterations ", op.iterations, " is out of range [1, ", kMaxIterations, "]");
+  } else {
+    fail(name, ": kind must be 'read' or 'fma'");
+  }
+  if (!op.result) fail(name, ": no result slot");
+}
+
 float effectiveScale(float scale, int32_t headDim) {
   return scale > 0.f ? scale : 1.f / std::sqrt(float(headDim));
 }

@@ -14,6 +14,7 @@ void validatePrefill(const PrefillOp& op);
 void validateCopy(const CopyOp& op);
 void validateWrite(const WriteOp& op);
 void validateRead(const ReadOp& op);
+void validateReference(const ReferenceOp& op);
 
 // The softmax scale a kernel uses: `scale` when given (> 0), else 1/sqrt(headDim).
 float effectiveScale(float scale, int32_t headDim);

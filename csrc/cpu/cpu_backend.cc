@@ -197,15 +197,16 @@ int64_t envCapacity() {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int64_t deviceCapacity)
+  CpuBackend(int64_t deviceCapacity, cpu::Isa isa, bool isaForced, cpu::GemmPath gemmPath)
       : acct_(std::make_shared<Accounting>()),
         deviceName_(cpuModelName()),
+        isa_(isa),
+        isaForced_(isaForced),
+        gemmPath_(gemmPath),
         compute_("compute"),
         h2d_("h2d"),
         d2h_("d2h") {
     acct_->deviceCapacity = deviceCapacity;
-    isa_ = cpu::modelIsa(&isaForced_);
-    gemmPath_ = cpu::modelGemmPath();
   }
   // Queues are destroyed (drained and joined) before acct_ and the rest.
   ~CpuBackend() override = default;
@@ -215,6 +216,19 @@ class CpuBackend final : public Backend {
     std::ostringstream s;
     s << deviceName_ << " (" << ThreadPool::global().size() << " threads)";
     return s.str();
+  }
+
+  std::vector<std::pair<std::string, std::string>> info() const override {
+    std::vector<std::pair<std::string, std::string>> out = {
+        {"isa", cpu::isaName(isa_)},
+        {"supportedIsas", cpu::supportedIsaList()},
+        {"cpuFeatures", cpu::featureList()},
+        {"threads", std::to_string(ThreadPool::global().size())},
+        {"kernel.reference", cpu::isaName(cpu::referenceIsa(isa_))},
+    };
+    for (const auto& [kernel, level] : cpu::KernelPaths::under(isa_))
+      if (kernel != "reference") out.emplace_back("kernel." + kernel, cpu::isaName(level));
+    return out;
   }
 
   MemoryPtr allocate(size_t bytes, Tier tier, const char* what) override {
@@ -264,25 +278,25 @@ class CpuBackend final : public Backend {
 
   EventPtr decode(DecodeOp op, const Deps& deps) override {
     auto o = std::make_shared<DecodeOp>(std::move(op));
-    return compute_.push("decode", deps, [o] {
+    return compute_.push("decode", deps, [o, isa = isa_] {
       if (o->batch == 0) return;
       cpu::DecodeArgs a{o->pool.layout, o->pool.mem->data,  o->q.mem->data,
                         o->out.mem->data, o->blockTables.data(), o->tableStride,
                         o->contextLens.data(), o->batch, o->numHeads,
                         effectiveScale(o->scale, o->pool.layout.headDim)};
-      cpu::decodeAttention(a, ThreadPool::global());
+      cpu::decodeAttention(a, ThreadPool::global(), isa);
     });
   }
 
   EventPtr prefill(PrefillOp op, const Deps& deps) override {
     auto o = std::make_shared<PrefillOp>(std::move(op));
-    return compute_.push("prefill", deps, [o] {
+    return compute_.push("prefill", deps, [o, isa = isa_] {
       if (o->batch == 0) return;
       cpu::PrefillArgs a{o->pool.layout,     o->pool.mem->data,     o->q.mem->data,
                          o->out.mem->data,   o->qStartLoc.data(),   o->blockTables.data(),
                          o->tableStride,     o->contextLens.data(), o->batch,
                          o->numHeads,        effectiveScale(o->scale, o->pool.layout.headDim)};
-      cpu::prefillAttention(a, ThreadPool::global());
+      cpu::prefillAttention(a, ThreadPool::global(), isa);
     });
   }
 
@@ -292,6 +306,21 @@ class CpuBackend final : public Backend {
       cpu::CopyArgs a{o->src.layout.blockBytes(), static_cast<const uint8_t*>(o->src.mem->data),
                       static_cast<uint8_t*>(o->dst.mem->data), o->pairs.data(), int32_t(o->pairs.size() / 2)};
       if (a.numPairs > 0) cpu::copyBlocks(a, ThreadPool::global());
+    });
+  }
+
+  EventPtr reference(ReferenceOp op, const Deps& deps) override {
+    auto o = std::make_shared<ReferenceOp>(std::move(op));
+    return compute_.push("reference", deps, [o, isa = isa_] {
+      if (o->kind == ReferenceOp::Kind::Fma) {
+        *o->result = cpu::referenceFma(o->iterations, ThreadPool::global(), isa);
+        return;
+      }
+      const int64_t blockBytes = o->pool.layout.blockBytes();
+      cpu::ReadArgs a{blockBytes, static_cast<const uint8_t*>(o->pool.mem->data), o->blocks.data(),
+                      int32_t(o->blocks.size())};
+      if (a.numBlocks > 0) cpu::referenceRead(a, ThreadPool::global(), isa);
+      *o->result = double(blockBytes) * double(a.numBlocks);
     });
   }
 
@@ -366,7 +395,7 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<Accounting> acct_;
   std::string deviceName_;
-  cpu::Isa isa_ = cpu::Isa::Avx2;
+  cpu::Isa isa_;  // the ceiling every CPU kernel runs at or below
   bool isaForced_ = false;
   cpu::GemmPath gemmPath_ = cpu::GemmPath::Own;
   WorkQueue compute_, h2d_, d2h_;
@@ -376,7 +405,9 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<Backend> createCpuBackend(const CpuBackendOptions& options) {
   int64_t cap = options.deviceCapacityBytes > 0 ? options.deviceCapacityBytes : envCapacity();
-  return std::make_unique<CpuBackend>(cap);
+  bool forced = false;
+  const cpu::Isa isa = cpu::resolveIsa(options.isa, "createBackend: cpuIsa", &forced);
+  return std::make_unique<CpuBackend>(cap, isa, forced, cpu::modelGemmPath());
 }
 
 std::unique_ptr<Backend> createCpuBackend() { return createCpuBackend(CpuBackendOptions{}); }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/backend.h"
 
@@ -13,6 +14,9 @@ struct CpuBackendOptions {
   // Capacity of the device tier in bytes; <= 0 means KVCAKE_CPU_DEVICE_BYTES if set, else
   // no limit beyond what the system can allocate.
   int64_t deviceCapacityBytes = 0;
+  // The ISA level kernels may use (cpu/isa.h): empty means KVCAKE_CPU_ISA if set, else
+  // the best this CPU supports. An unknown or unsupported level makes creation throw.
+  std::string isa;
 };
 
 std::unique_ptr<Backend> createCpuBackend(const CpuBackendOptions& options);

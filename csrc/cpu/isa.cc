@@ -1,6 +1,11 @@
 #include "cpu/isa.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
+
+#include "common/error.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -75,14 +80,18 @@ bool isaSupported(Isa isa) {
     case Isa::Avx2: return avx2;
     case Isa::Avx512: return avx512;
     case Isa::Avx512Bf16: return avx512 && f.avx512bf16;
+    case Isa::Avx512Fp16: return avx512 && f.avx512bf16 && f.avx512fp16;
   }
   return false;
 }
 
+std::vector<Isa> allIsas() { return {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Avx512Fp16}; }
+
 Isa bestIsa() {
-  for (Isa i : {Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2})
-    if (isaSupported(i)) return i;
-  return Isa::Scalar;
+  Isa best = Isa::Scalar;
+  for (Isa i : allIsas())
+    if (isaSupported(i)) best = i;
+  return best;
 }
 
 const char* isaName(Isa isa) {
@@ -91,18 +100,95 @@ const char* isaName(Isa isa) {
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
     case Isa::Avx512Bf16: return "avx512bf16";
+    case Isa::Avx512Fp16: return "avx512fp16";
   }
   return "unknown";
 }
 
 bool parseIsa(const std::string& name, Isa* out) {
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16}) {
+  for (Isa i : allIsas()) {
     if (name == isaName(i)) {
       *out = i;
       return true;
     }
   }
   return false;
+}
+
+std::string supportedIsaList() {
+  std::string s;
+  for (Isa i : allIsas()) {
+    if (!isaSupported(i)) continue;
+    if (!s.empty()) s += ", ";
+    s += isaName(i);
+  }
+  return s;
+}
+
+Isa resolveIsa(const std::string& requested, const char* source, bool* forced) {
+  if (forced) *forced = false;
+  std::string name = requested, from = source;
+  if (name.empty()) {
+    const char* env = std::getenv("KVCAKE_CPU_ISA");
+    if (!env || !*env) return bestIsa();
+    name = env;
+    from = "KVCAKE_CPU_ISA";
+  }
+  if (name == "auto") return bestIsa();
+  Isa isa;
+  if (!parseIsa(name, &isa)) {
+    std::string all;
+    for (Isa i : allIsas()) all += std::string(all.empty() ? "" : ", ") + isaName(i);
+    throw ArgError(from + " = '" + name + "' is not a CPU ISA level; use auto, " + all);
+  }
+  if (!isaSupported(isa))
+    throw ArgError(from + " = '" + name + "': this CPU cannot run the " + name + " path (it supports " +
+                supportedIsaList() + ")");
+  if (forced) *forced = true;
+  return isa;
+}
+
+Isa pickIsa(Isa ceiling, std::initializer_list<Isa> implemented) {
+  Isa best = Isa::Scalar;
+  for (Isa i : implemented)
+    if (int(i) <= int(ceiling) && int(i) > int(best)) best = i;
+  return best;
+}
+
+namespace {
+struct Registry {
+  std::mutex m;
+  std::vector<const KernelPaths*> all;
+};
+Registry& registry() {
+  static Registry* r = new Registry;  // leaked: registrations may outlive static destruction order
+  return *r;
+}
+}  // namespace
+
+KernelPaths::KernelPaths(const char* kernel, std::initializer_list<Isa> implemented)
+    : kernel_(kernel), implemented_(implemented) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lk(r.m);
+  r.all.push_back(this);
+}
+
+Isa KernelPaths::pick(Isa ceiling) const {
+  Isa best = Isa::Scalar;
+  for (Isa i : implemented_)
+    if (int(i) <= int(ceiling) && int(i) > int(best)) best = i;
+  return best;
+}
+
+std::vector<std::pair<std::string, Isa>> KernelPaths::under(Isa ceiling) {
+  Registry& r = registry();
+  std::vector<std::pair<std::string, Isa>> out;
+  {
+    std::lock_guard<std::mutex> lk(r.m);
+    for (const KernelPaths* k : r.all) out.emplace_back(k->kernel(), k->pick(ceiling));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string featureList() {

@@ -1,10 +1,13 @@
-// CPU kernels: synchronous, parallel over ThreadPool, AVX2/FMA/F16C. The CPU backend's
-// queue workers call these; they assume validated arguments (core/validate.h).
+// CPU kernels: synchronous, parallel over ThreadPool. The CPU backend's queue workers call
+// these; they assume validated arguments (core/validate.h). Attention runs the path of the
+// highest ISA level it implements at or below `isa` (cpu/isa.h); append and block copies
+// are memcpy work and have one path.
 #pragma once
 #include <cstdint>
 
 #include "common/thread_pool.h"
 #include "common/types.h"
+#include "cpu/isa.h"
 
 namespace kvcake::cpu {
 
@@ -52,9 +55,26 @@ struct CopyArgs {
   int32_t numPairs;
 };
 
+// Benchmark reference: the listed blocks of a pool, each read once.
+struct ReadArgs {
+  int64_t blockBytes;
+  const uint8_t* base;
+  const int32_t* blocks;
+  int32_t numBlocks;
+};
+
 void appendKV(const AppendArgs& a, ThreadPool& pool);
-void decodeAttention(const DecodeArgs& a, ThreadPool& pool);
-void prefillAttention(const PrefillArgs& a, ThreadPool& pool);
+void decodeAttention(const DecodeArgs& a, ThreadPool& pool, Isa isa);
+void prefillAttention(const PrefillArgs& a, ThreadPool& pool, Isa isa);
 void copyBlocks(const CopyArgs& a, ThreadPool& pool);
+
+// Benchmark references, run on the same pool of threads as the kernels at the same level:
+// a streaming read of the listed blocks (returns a fold of the data, to be ignored), and
+// `iterations` rounds of 12 FMA chains per thread (returns the flops done).
+float referenceRead(const ReadArgs& a, ThreadPool& pool, Isa isa);
+double referenceFma(int64_t iterations, ThreadPool& pool, Isa isa);
+
+// The level referenceFma and referenceRead run at under `isa`.
+Isa referenceIsa(Isa isa);
 
 }  // namespace kvcake::cpu

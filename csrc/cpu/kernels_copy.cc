@@ -2,10 +2,21 @@
 // Pairs are sorted by destination and runs of consecutive source and destination blocks
 // are merged into one copy; the resulting byte stream is then cut into equal ranges, one
 // per task, so a few large copies or many small ones both keep every thread streaming.
+// A call that moves more than the caches hold writes with non-temporal stores whatever the
+// size of its runs: an ordinary store first reads the destination line in, a third more
+// memory traffic, and the C library's memcpy streams only single copies larger than its
+// own threshold, so scattered 64 KiB blocks would pay it while one contiguous copy of the
+// same bytes would not.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
+#define KVCAKE_STREAM_STORES 1
+#endif
+
+#include "cpu/compiler.h"
 #include "cpu/kernels.h"
 
 namespace kvcake::cpu {
@@ -20,6 +31,33 @@ struct Run {
 
 // Below this, splitting a copy across threads costs more in wake-ups than it saves.
 constexpr int64_t kMinBytesPerTask = 256 << 10;
+// Calls moving at least this much use non-temporal stores (about half a server L3).
+constexpr int64_t kStreamMinBytes = 16 << 20;
+
+// memcpy with non-temporal stores for the 64-byte-aligned middle of the destination
+// (SSE2, the x86-64 baseline). The caller fences before publishing the result.
+void streamCopy(uint8_t* dst, const uint8_t* src, int64_t n, const uint8_t* next, int64_t nextBytes) {
+#ifdef KVCAKE_STREAM_STORES
+  const int64_t head = std::min<int64_t>(n, (64 - int64_t(reinterpret_cast<uintptr_t>(dst) & 63)) & 63);
+  std::memcpy(dst, src, size_t(head));
+  int64_t i = head;
+  for (; i + 64 <= n; i += 64) {
+    if (i < nextBytes) KVCAKE_PREFETCH_L2(next + i);
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 32));
+    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 48), d);
+  }
+  std::memcpy(dst + i, src + i, size_t(n - i));
+#else
+  (void)next, (void)nextBytes;
+  std::memcpy(dst, src, size_t(n));
+#endif
+}
 
 }  // namespace
 
@@ -40,6 +78,7 @@ void copyBlocks(const CopyArgs& a, ThreadPool& pool) {
   }
   const int64_t tasks =
       std::max<int64_t>(1, std::min<int64_t>(int64_t(pool.size()) * 4, total / kMinBytesPerTask));
+  const bool stream = total >= kStreamMinBytes;
   pool.parallelFor(tasks, [&](int64_t t) {
     const int64_t lo = total * t / tasks, hi = total * (t + 1) / tasks;
     // First run that ends after lo.
@@ -49,9 +88,18 @@ void copyBlocks(const CopyArgs& a, ThreadPool& pool) {
     for (int64_t pos = lo; pos < hi && r < runs.size(); ++r) {
       const Run& x = runs[r];
       const int64_t from = pos - x.start, to = std::min(hi, x.start + x.bytes) - x.start;
-      std::memcpy(a.dst + x.dst + from, a.src + x.src + from, size_t(to - from));
+      // The next run's source starts where the hardware prefetcher has no stream yet: it
+      // is prefetched alongside this run, line for line.
+      const uint8_t* next = r + 1 < runs.size() ? a.src + runs[r + 1].src : nullptr;
+      const int64_t nextBytes = r + 1 < runs.size() ? runs[r + 1].bytes : 0;
+      if (stream) streamCopy(a.dst + x.dst + from, a.src + x.src + from, to - from, next, nextBytes);
+      else std::memcpy(a.dst + x.dst + from, a.src + x.src + from, size_t(to - from));
       pos = x.start + to;
     }
+#ifdef KVCAKE_STREAM_STORES
+    // Non-temporal stores are weakly ordered: drain them before the task counts as done.
+    if (stream) _mm_sfence();
+#endif
   });
 }
 

@@ -236,14 +236,14 @@ class CpuKernelSet final : public KernelSet {
     if (a.batch == 0) return;
     DecodeArgs x{a.layout,    a.pool,          a.q,     a.out,      a.hostTables, a.tableStride,
                  a.hostContextLens, a.batch, a.numHeads, a.scale};
-    decodeAttention(x, pool());
+    decodeAttention(x, pool(), isa_);
   }
 
   void prefill(const AttnArgs& a) override {
     if (a.batch == 0) return;
     PrefillArgs x{a.layout,      a.pool,      a.q,          a.out,          a.hostQStartLoc, a.hostTables,
                   a.tableStride, a.hostContextLens, a.batch, a.numHeads, a.scale};
-    prefillAttention(x, pool());
+    prefillAttention(x, pool(), isa_);
   }
 
   void wait(const Deps& deps) override {

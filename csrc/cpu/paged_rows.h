@@ -2,9 +2,9 @@
 // cut into segments, each a contiguous run of one KV head's rows inside one block (the
 // KVLayout keeps a head's rows of a block contiguous), so kernels stream plain arrays.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
+
+#include "cpu/compiler.h"
 
 #include "common/types.h"
 
@@ -56,8 +56,8 @@ inline void prefetchWindow(const void* pool, const Segment* s, int n, int headDi
     const char* k = base + s[i].k * int64_t(elemBytes);
     const char* v = base + s[i].v * int64_t(elemBytes);
     for (int64_t o = 0; o < bytes; o += 64) {
-      _mm_prefetch(k + o, _MM_HINT_T1);
-      _mm_prefetch(v + o, _MM_HINT_T1);
+      KVCAKE_PREFETCH_L2(k + o);
+      KVCAKE_PREFETCH_L2(v + o);
     }
   }
 }

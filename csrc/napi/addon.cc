@@ -1,5 +1,5 @@
 // Module entry: registers the classes, the backend factory and CUDA availability.
-//   createBackend(kind: 'cpu'|'cuda', { device?, deviceCapacityBytes? }) -> Backend
+//   createBackend(kind: 'cpu'|'cuda', { device?, deviceCapacityBytes?, cpuIsa? }) -> Backend
 //   cudaInfo() -> { compiledIn, usable, reason }
 //   StoreIo, inspectChunkHeader: the prefix store's native I/O (napi/store_io_wrap.h)
 #include "cpu/cpu_backend.h"
@@ -25,6 +25,12 @@ Napi::Value CreateBackend(const Napi::CallbackInfo& info) {
       Napi::Value cap = opts.Get("deviceCapacityBytes");
       if (!cap.IsUndefined() && !cap.IsNull())
         o.deviceCapacityBytes = toInt(cap, "createBackend: deviceCapacityBytes", 1, int64_t(1) << 53);
+      Napi::Value isa = opts.Get("cpuIsa");
+      if (!isa.IsUndefined() && !isa.IsNull()) {
+        if (!isa.IsString()) typeError(env, "createBackend: cpuIsa must be a string");
+        o.isa = isa.As<Napi::String>().Utf8Value();
+        if (o.isa.empty()) rangeError(env, "createBackend: cpuIsa must not be empty");
+      }
       return BackendWrap::Make(env, createCpuBackend(o));
     }
     if (kind == "cuda") {

@@ -81,7 +81,9 @@ Napi::Function BackendWrap::Init(Napi::Env env) {
                       InstanceMethod<&BackendWrap::Write>("write"),
                       InstanceMethod<&BackendWrap::Read>("read"),
                       InstanceMethod<&BackendWrap::ReadPool>("readPool"),
-                      InstanceMethod<&BackendWrap::WritePool>("writePool")});
+                      InstanceMethod<&BackendWrap::WritePool>("writePool"),
+                      InstanceMethod<&BackendWrap::Info>("info"),
+                      InstanceMethod<&BackendWrap::Reference>("reference")});
 }
 
 BackendWrap::BackendWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackendWrap>(info) {
@@ -307,6 +309,44 @@ Napi::Value BackendWrap::WritePool(const Napi::CallbackInfo& info) {
     Deps deps = toDeps(info[3], &be, "writePool: waitFor");
     validateWrite(op);
     return EventWrap::Make(env, be.write(std::move(op), poolQueue(p), deps), &be);
+  });
+}
+
+// info(): the backend's own report, as an object of strings.
+Napi::Value BackendWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    for (const auto& [k, v] : backend(env).info()) o.Set(k, v);
+    return o;
+  });
+}
+
+// reference({ kind: 'read', pool, blocks } | { kind: 'fma', iterations }, waitFor): benchmark
+// reference work on the compute queue; resolves to the bytes read or the flops done.
+Napi::Value BackendWrap::Reference(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(env);
+    Napi::Object a = toObject(info[0], "reference: arguments");
+    Napi::Value kind = field(a, "kind");
+    const std::string k = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : "";
+    ReferenceOp op;
+    if (k == "read") {
+      op.kind = ReferenceOp::Kind::Read;
+      op.pool = PoolWrap::From(field(a, "pool"), &be, "reference: pool");
+      op.blocks = toInt32Vector(field(a, "blocks"), "reference: blocks");
+    } else if (k == "fma") {
+      op.kind = ReferenceOp::Kind::Fma;
+      op.iterations = toInt(field(a, "iterations"), "reference: iterations", 1, int64_t(1) << 40);
+    } else {
+      typeError(env, "reference: kind must be 'read' or 'fma'");
+    }
+    Deps deps = toDeps(info[1], &be, "reference: waitFor");
+    validateReference(op);
+    auto result = op.result;
+    return EventWrap::Make(env, be.reference(std::move(op), deps), &be,
+                           [result](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *result); });
   });
 }
 

@@ -31,6 +31,8 @@ class BackendWrap : public Napi::ObjectWrap<BackendWrap> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadPool(const Napi::CallbackInfo& info);
   Napi::Value WritePool(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Reference(const Napi::CallbackInfo& info);
 
   Backend& backend(Napi::Env env);
 

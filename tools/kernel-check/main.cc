@@ -19,6 +19,7 @@
 
 #include <sys/mman.h>
 
+#include "cpu/isa.h"
 #include "cpu/kernels.h"
 
 using namespace kvcake;
@@ -198,6 +199,7 @@ Tol tolFor(DType t) {
 }
 
 int g_failures = 0;
+DType g_benchDtype = DType::F16;
 bool expectClose(const char* what, const std::string& shape, const Buf& got, int64_t off,
                  const std::vector<double>& ref) {
   const Tol tol = tolFor(got.t);
@@ -253,6 +255,8 @@ std::vector<int32_t> randomContexts(int batch, int maxCtx, std::mt19937_64& rng)
   return ctx;
 }
 
+Isa g_isa = Isa::Scalar;  // the level under check
+
 void checkDecode(const KVLayout& L0, int G, const std::vector<int32_t>& ctx, double scale,
                  std::mt19937_64& rng, ThreadPool& tp, bool shuffle = true) {
   PagedCase c(L0, ctx, rng, shuffle);
@@ -263,7 +267,7 @@ void checkDecode(const KVLayout& L0, int G, const std::vector<int32_t>& ctx, dou
   fillNaN(out);
   DecodeArgs a{L, c.pool.data(), q.data(), out.data(), c.table.data(), c.stride, c.ctx.data(),
                batch, numHeads, float(scale)};
-  decodeAttention(a, tp);
+  decodeAttention(a, tp, g_isa);
   const std::string shape = shapeStr(L, numHeads, batch, scale);
   std::vector<double> ref;
   for (int b = 0; b < batch; ++b)
@@ -289,7 +293,7 @@ void checkPrefill(const KVLayout& L0, int G, const std::vector<int32_t>& ctx,
   fillNaN(out);
   PrefillArgs a{L, c.pool.data(), q.data(), out.data(), start.data(), c.table.data(), c.stride,
                 c.ctx.data(), batch, numHeads, float(scale)};
-  prefillAttention(a, tp);
+  prefillAttention(a, tp, g_isa);
   const std::string shape = shapeStr(L, numHeads, batch, scale);
   std::vector<double> ref;
   for (int b = 0; b < batch; ++b)
@@ -371,6 +375,28 @@ void checkCopy(std::mt19937_64& rng, ThreadPool& tp) {
   }
 }
 
+// Copies past the size where copyBlocks streams its stores: block sizes that are not a
+// multiple of 64 bytes (unaligned heads and tails), runs and scattered pairs.
+void checkLargeCopy(std::mt19937_64& rng, ThreadPool& tp) {
+  const int64_t blockBytes = int64_t(1000 + rng() % 9000) * 16;
+  const int n = int((24 << 20) / blockBytes);
+  std::vector<uint8_t> src(size_t(n) * blockBytes), dst(size_t(n + 3) * blockBytes, 0xee);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 2654435761u >> 13);
+  std::vector<int32_t> d(n + 3);
+  std::iota(d.begin(), d.end(), 0);
+  std::shuffle(d.begin() + n / 2, d.end(), rng);  // first half: one run; second half scattered
+  std::vector<int32_t> pairs(2 * n);
+  for (int i = 0; i < n; ++i) pairs[2 * i] = i, pairs[2 * i + 1] = d[i];
+  std::vector<uint8_t> want = dst;
+  for (int i = 0; i < n; ++i) std::memcpy(&want[d[i] * blockBytes], &src[i * blockBytes], blockBytes);
+  CopyArgs a{blockBytes, src.data(), dst.data(), pairs.data(), n};
+  copyBlocks(a, tp);
+  if (dst != want) {
+    std::printf("FAIL copyBlocks (streamed) blockBytes=%lld pairs=%d\n", (long long)blockBytes, n);
+    ++g_failures;
+  }
+}
+
 void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
   std::mt19937_64 rng(seed);
   int decodeCases = 0, prefillCases = 0;
@@ -404,6 +430,7 @@ void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
     checkAppend(rng, tp);
     checkCopy(rng, tp);
   }
+  for (int i = 0; i < 3; ++i) checkLargeCopy(rng, tp);
   // Long contexts: split-KV partitions and their merge, one sequence and few sequences.
   for (DType t : kDTypes) {
     KVLayout L;
@@ -425,8 +452,8 @@ void runChecks(uint64_t seed, int iters, bool longCtx, ThreadPool& tp) {
     checkDecode(L, 1, {1 << 20}, 0.3, rng, tp, false);
     ++decodeCases;
   }
-  std::printf("checks: %d decode, %d prefill, %d append, %d copy cases, seed %llu: %s (%d failures)\n",
-              decodeCases, prefillCases, iters, iters, (unsigned long long)seed,
+  std::printf("checks [%s]: %d decode, %d prefill, %d append, %d copy cases, seed %llu: %s (%d failures)\n",
+              isaName(g_isa), decodeCases, prefillCases, iters, iters, (unsigned long long)seed,
               g_failures ? "FAILED" : "ok", g_failures);
 }
 
@@ -505,10 +532,11 @@ void poolMemcpy(uint8_t* dst, const uint8_t* src, int64_t bytes, ThreadPool& tp)
 
 void benchDecode(ThreadPool& tp, bool full) {
   const int reps = full ? 15 : 7;
-  std::printf("\ndecode (fp16 KV, 8 KV heads x 128, block 16, shuffled block table), best of %d, interleaved;\n"
-              "memcpy = the same bytes copied by the same threads; ident = identity block table:\n", reps);
-  std::printf("%6s %6s %6s %10s %12s %12s %8s %12s %8s\n", "heads", "batch", "ctx", "KV MiB", "paged GB/s",
-              "memcpy GB/s", "ratio", "ident GB/s", "paged/id");
+  std::printf("\ndecode [%s] (%s KV, 8 KV heads x 128, block 16, shuffled block table), best of %d, interleaved;\n"
+              "memcpy = the same bytes copied by the same threads, read = the same bytes read by them;\n"
+              "ident = identity block table:\n", isaName(g_isa), dtypeName(g_benchDtype), reps);
+  std::printf("%6s %6s %6s %8s %10s %11s %9s %8s %8s %10s %8s\n", "heads", "batch", "ctx", "KV MiB", "paged GB/s",
+              "memcpy GB/s", "read GB/s", "/memcpy", "/read", "ident GB/s", "paged/id");
   std::mt19937_64 rng(7);
   // 32 query heads (GQA group 4) is compute-heavier: 4 flops per KV byte against 1 for 8.
   struct Shape { int numHeads, batch, ctxLen; };
@@ -517,7 +545,7 @@ void benchDecode(ThreadPool& tp, bool full) {
   if (full) grid.insert(grid.end(), {{32, 4, 16384}, {32, 8, 32768}, {32, 1, 131072}, {8, 8, 32768}});
   for (auto [numHeads, batch, ctxLen] : grid) {
     KVLayout L;
-    L.dtype = DType::F16;
+    L.dtype = g_benchDtype;
     L.headDim = 128;
     L.blockSize = 16;
     L.numKvHeads = 8;
@@ -525,7 +553,9 @@ void benchDecode(ThreadPool& tp, bool full) {
     L.numBlocks = int32_t(blocksPerSeq * batch);
     PoolBuf pool(size_t(L.poolBytes()));
     for (size_t i = 0; i < pool.size(); i += 2) {
-      const uint16_t h = uint16_t(0x3000 + (rng() & 0x7ff));  // small positive/negative halves
+      // Small values of either sign: fp16 0.125..1, bf16 0.125..1 (two make one fp32 of modest size).
+      const uint16_t h = L.dtype == DType::BF16 ? uint16_t(0x3e00 + (rng() & 0x7f)) | uint16_t((rng() & 1) << 15)
+                                                 : uint16_t(0x3000 + (rng() & 0x7ff));
       std::memcpy(&pool[i], &h, 2);
     }
     std::vector<int32_t> ids(L.numBlocks), identity(L.numBlocks);
@@ -533,24 +563,32 @@ void benchDecode(ThreadPool& tp, bool full) {
     ids = identity;
     std::shuffle(ids.begin(), ids.end(), rng);
     std::vector<int32_t> ctx(batch, ctxLen);
-    std::vector<uint16_t> q(size_t(batch) * numHeads * L.headDim, 0x2c00), out(q.size());
+    std::vector<uint16_t> q(size_t(batch) * numHeads * L.headDim, L.dtype == DType::BF16 ? 0x3d80 : 0x2c00), out(q.size());
     DecodeArgs paged{L, pool.data(), q.data(), out.data(), ids.data(), int32_t(blocksPerSeq), ctx.data(),
                      batch, numHeads, 0.088f};
     DecodeArgs ident = paged;
     ident.blockTables = identity.data();
     PoolBuf dst(pool.size());
-    const auto t = interleavedBest(reps, {[&] { decodeAttention(paged, tp); }, [&] { decodeAttention(ident, tp); },
-                                          [&] { poolMemcpy(dst.data(), pool.data(), int64_t(pool.size()), tp); }});
-    const double tPaged = t[0], tIdent = t[1], tCopy = t[2];
+    ReadArgs rd{L.blockBytes(), pool.data(), identity.data(), L.numBlocks};
+    const auto t = interleavedBest(reps, {[&] { decodeAttention(paged, tp, g_isa); }, [&] { decodeAttention(ident, tp, g_isa); },
+                                          [&] { poolMemcpy(dst.data(), pool.data(), int64_t(pool.size()), tp); },
+                                          [&] { referenceRead(rd, tp, g_isa); }});
+    const double tPaged = t[0], tIdent = t[1], tCopy = t[2], tRead = t[3];
     const double bytes = double(pool.size());
-    std::printf("%6d %6d %6d %10.0f %12.2f %12.2f %8.2f %12.2f %8.3f\n", numHeads, batch, ctxLen, bytes / (1 << 20),
-                bytes / tPaged / 1e9, bytes / tCopy / 1e9, tCopy / tPaged, bytes / tIdent / 1e9, tPaged / tIdent);
+    std::printf("%6d %6d %6d %8.0f %10.2f %11.2f %9.2f %8.2f %8.2f %10.2f %8.3f\n", numHeads, batch, ctxLen,
+                bytes / (1 << 20), bytes / tPaged / 1e9, bytes / tCopy / 1e9, bytes / tRead / 1e9, tCopy / tPaged,
+                tRead / tPaged, bytes / tIdent / 1e9, tPaged / tIdent);
   }
 }
 
 void benchPrefill(ThreadPool& tp, bool full) {
-  std::printf("\nprefill (causal, fp16, 8 KV heads x 128, 32 query heads, block 16), best of 3:\n");
-  std::printf("%6s %8s %8s %10s %10s\n", "batch", "ctx", "qLen", "ms", "GFLOP/s");
+  const double peakIters = 2e7;
+  const double peak = bestOf(3, [&] { referenceFma(int64_t(peakIters), tp, g_isa); });
+  const double peakFlops = referenceFma(1, tp, g_isa) * peakIters / peak;
+  std::printf("\nprefill [%s] (causal, fp16, 8 KV heads x 128, 32 query heads, block 16), best of 3;\n"
+              "FMA peak of the same threads at the %s level: %.1f GFLOP/s\n", isaName(g_isa),
+              isaName(referenceIsa(g_isa)), peakFlops / 1e9);
+  std::printf("%6s %8s %8s %10s %10s %8s\n", "batch", "ctx", "qLen", "ms", "GFLOP/s", "/peak");
   std::mt19937_64 rng(11);
   struct Shape { int batch, ctx, qLen; };
   std::vector<Shape> grid = {{1, 2048, 2048}, {1, 4096, 512}, {4, 512, 512}};
@@ -575,12 +613,12 @@ void benchPrefill(ThreadPool& tp, bool full) {
     for (auto& h : q) h = uint16_t(0x3000 + (rng() & 0x7ff)) | uint16_t((rng() & 1) << 15);
     PrefillArgs a{L, pool.data(), q.data(), out.data(), start.data(), table.data(), blocksPerSeq,
                   ctx.data(), s.batch, numHeads, 0.088f};
-    const double t = bestOf(3, [&] { prefillAttention(a, tp); });
+    const double t = bestOf(3, [&] { prefillAttention(a, tp, g_isa); });
     // Attended (query, key) pairs: the chunk's rows see prefix + causal triangle.
     double pairs = 0;
     for (int i = 0; i < s.qLen; ++i) pairs += double(s.ctx - s.qLen + i + 1);
     const double flops = 4.0 * L.headDim * numHeads * pairs * s.batch;
-    std::printf("%6d %8d %8d %10.2f %10.1f\n", s.batch, s.ctx, s.qLen, t * 1e3, flops / t / 1e9);
+    std::printf("%6d %8d %8d %10.2f %10.1f %8.2f\n", s.batch, s.ctx, s.qLen, t * 1e3, flops / t / 1e9, flops / t / peakFlops);
   }
 }
 
@@ -591,7 +629,8 @@ void benchCopy(ThreadPool& tp, bool full) {
               "pool memcpy", "ratio1T");
   std::mt19937_64 rng(5);
   const int64_t total = int64_t(full ? 1024 : 256) << 20;
-  std::vector<uint8_t> src(size_t(total) + (2 << 20)), dst(size_t(total) + (2 << 20));
+  // Allocated as the backend allocates pools (huge pages unless KC_NO_HUGEPAGE).
+  PoolBuf src(size_t(total) + (2 << 20)), dst(size_t(total) + (2 << 20));
   std::memset(src.data(), 1, src.size());
   std::memset(dst.data(), 2, dst.size());
   for (int64_t kib : {16, 64, 256, 1024, 2048}) {
@@ -643,24 +682,49 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   int iters = 150;
   bool bench = true, checks = true, full = false, longCtx = false;
+  std::string isaArg;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     if (s == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else if (s == "--iters" && i + 1 < argc) iters = std::atoi(argv[++i]);
+    else if (s == "--isa" && i + 1 < argc) isaArg = argv[++i];
+    else if (s == "--dtype" && i + 1 < argc) {
+      const std::string d = argv[++i];
+      g_benchDtype = d == "bf16" ? DType::BF16 : d == "fp32" ? DType::F32 : DType::F16;
+    }
     else if (s == "--no-bench") bench = false;
     else if (s == "--bench-only") checks = false;
     else if (s == "--full") full = true;
     else if (s == "--long") longCtx = true;
     else {
       std::fprintf(stderr,
-                   "usage: kernel-check [--seed N] [--iters N] [--no-bench | --bench-only] [--full] [--long]\n");
+                   "usage: kernel-check [--isa LEVEL] [--seed N] [--iters N] [--no-bench | --bench-only] [--full] [--long]\n"
+                   "                    [--dtype fp16|bf16|fp32 (decode table)]\n");
       return 2;
     }
   }
   ThreadPool& tp = ThreadPool::global();
-  std::printf("kernel-check: %d threads\n", tp.size());
-  if (checks) runChecks(seed, iters, longCtx, tp);
+  std::vector<Isa> levels;
+  try {
+    // --isa (or KVCAKE_CPU_ISA) picks one level; without either the checks run every level
+    // this CPU supports and the benchmarks the best one.
+    if (!isaArg.empty() || std::getenv("KVCAKE_CPU_ISA")) levels.push_back(resolveIsa(isaArg, "--isa"));
+    else
+      for (Isa i : allIsas())
+        if (isaSupported(i)) levels.push_back(i);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kernel-check: %s\n", e.what());
+    return 2;
+  }
+  std::printf("kernel-check: %d threads; CPU features: %s; levels: %s\n", tp.size(), featureList().c_str(),
+              supportedIsaList().c_str());
+  if (checks)
+    for (Isa i : levels) {
+      g_isa = i;
+      runChecks(seed, iters, longCtx, tp);
+    }
   if (bench) {
+    g_isa = levels.back();
     benchDecode(tp, full);
     if (!std::getenv("KC_DECODE_ONLY")) benchPrefill(tp, full);
     if (!std::getenv("KC_DECODE_ONLY")) benchCopy(tp, full);

@@ -1,0 +1,33 @@
+// Attention kernels at the avx2 level (AVX2 + FMA + F16C): attention_impl.h over the vector
+// of vec_avx2.h. The standard and project headers come first, compiled for the baseline;
+// only what follows the target pragma may use these instructions, and it all lives in
+// namespace kvcake::cpu::avx2.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common/error.h"
+#include "cpu/attention_paths.h"
+#include "cpu/paged_rows.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#define KVCAKE_CPU_NS avx2
+#include "cpu/vec_avx2.h"
+#include "cpu/attention_impl.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif

@@ -1,0 +1,164 @@
+// Run-time ISA dispatch of the CPU backend: info() says which level every kernel family
+// runs, cpuIsa and KVCAKE_CPU_ISA force a level, an unknown or unsupported level is a
+// clear error (never a silent fallback), the benchmark references run, and the compiled
+// objects keep every AVX instruction out of the code that runs before the dispatch.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { addonPath, createBackend, type CpuIsa } from '../../lib/index.js';
+import { cpuIsas } from '../util/backends.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const LEVELS: CpuIsa[] = ['scalar', 'avx2', 'avx512', 'avx512bf16', 'avx512fp16'];
+const rank = (l: string) => LEVELS.indexOf(l as CpuIsa);
+const FAMILIES = ['decode.bf16', 'decode.fp16', 'decode.fp32', 'prefill.bf16', 'prefill.fp16', 'prefill.fp32', 'reference'];
+
+function childInfo(env: Record<string, string>): { status: number | null; out: string; err: string } {
+  const code = "import { createBackend } from './lib/index.ts'; try { console.log(JSON.stringify(createBackend({ backend: 'cpu' }).info())) } catch (e) { console.error(e.constructor.name + ': ' + e.message); process.exit(3) }";
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+  });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('info() reports the best level by default and the level of every kernel family', () => {
+  const be = createBackend({ backend: 'cpu', cpuIsa: 'auto' });
+  const info = be.info();
+  assert.is(info.backend, 'cpu');
+  assert.is(info.device, be.deviceName);
+  assert.ok(info.supportedIsas && info.supportedIsas[0] === 'scalar', `supportedIsas ${info.supportedIsas}`);
+  assert.is(info.isa, info.supportedIsas!.at(-1));
+  assert.ok(Array.isArray(info.cpuFeatures));
+  if (info.isa !== 'scalar') assert.ok(info.cpuFeatures!.includes('avx2'), `features ${info.cpuFeatures}`);
+  assert.ok(info.threads! >= 1);
+  assert.equal(Object.keys(info.kernels!).sort(), FAMILIES);
+  for (const [k, level] of Object.entries(info.kernels!))
+    assert.ok(rank(level) >= 0 && rank(level) <= rank(info.isa!), `${k} runs ${level} above ${info.isa}`);
+});
+
+test('every supported level can be forced, and kernels stay at or below it', () => {
+  for (const isa of cpuIsas()) {
+    const info = createBackend({ backend: 'cpu', cpuIsa: isa }).info();
+    assert.is(info.isa, isa);
+    for (const [k, level] of Object.entries(info.kernels!)) assert.ok(rank(level) <= rank(isa), `${isa}: ${k} runs ${level}`);
+    if (isa === 'scalar') assert.ok(Object.values(info.kernels!).every((l) => l === 'scalar'));
+    if (isa !== 'scalar') assert.is(info.kernels!['decode.fp16'], isa === 'avx2' ? 'avx2' : 'avx512');
+    if (isa === 'avx512bf16') assert.is(info.kernels!['decode.bf16'], 'avx512bf16');
+  }
+});
+
+test('an unknown level is a RangeError naming the option and the levels', () => {
+  assert.throws(
+    () => createBackend({ backend: 'cpu', cpuIsa: 'sse4' as CpuIsa }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "createBackend: cpuIsa = 'sse4' is not a CPU ISA level; use auto, scalar, avx2, avx512, avx512bf16, avx512fp16",
+  );
+  assert.throws(() => createBackend({ backend: 'cpu', cpuIsa: 7 as unknown as CpuIsa }), (e: Error) => e instanceof TypeError && e.message === 'createBackend: cpuIsa must be a string');
+  assert.throws(() => createBackend({ backend: 'cpu', cpuIsa: '' as CpuIsa }), (e: Error) => e instanceof RangeError && e.message === 'createBackend: cpuIsa must not be empty');
+});
+
+test('a level this CPU cannot run is a RangeError saying what it can run', () => {
+  const supported = cpuIsas();
+  const missing = LEVELS.find((l) => !supported.includes(l));
+  if (!missing) {
+    console.log('  (this CPU runs every level; the unsupported-level error is not reachable here)');
+    return;
+  }
+  assert.throws(
+    () => createBackend({ backend: 'cpu', cpuIsa: missing }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === `createBackend: cpuIsa = '${missing}': this CPU cannot run the ${missing} path (it supports ${supported.join(', ')})`,
+    `forcing ${missing}`,
+  );
+});
+
+test('KVCAKE_CPU_ISA forces the level of a backend created without cpuIsa, and a bad value is an error', () => {
+  const r = childInfo({ KVCAKE_CPU_ISA: 'scalar' });
+  assert.is(r.status, 0, r.err);
+  const info = JSON.parse(r.out);
+  assert.is(info.isa, 'scalar');
+  assert.is(info.kernels['decode.fp16'], 'scalar');
+  const bad = childInfo({ KVCAKE_CPU_ISA: 'avx9' });
+  assert.is(bad.status, 3);
+  assert.match(bad.err, "RangeError: KVCAKE_CPU_ISA = 'avx9' is not a CPU ISA level; use auto, scalar, avx2, avx512, avx512bf16, avx512fp16");
+  // An explicit option wins over the environment.
+  assert.is(createBackend({ backend: 'cpu', cpuIsa: 'scalar' }).info().isa, 'scalar');
+});
+
+test('benchmark references: a streaming read of listed blocks and the FMA peak', async () => {
+  const be = createBackend({ backend: 'cpu' });
+  const pool = be.createPool({ tier: 'device', numBlocks: 8, numKvHeads: 2, headDim: 64, blockSize: 16, dtype: 'fp16' });
+  try {
+    assert.is(await be.referenceRead(pool, Int32Array.from([3, 1, 4, 1, 5])), 5 * pool.blockBytes);
+    assert.is(await be.referenceRead(pool, new Int32Array(0)), 0);
+    const flops = await be.referenceFma(1000);
+    assert.ok(flops >= 1000 * 12 * 8 * 2 * (be.info().threads ?? 1), `flops ${flops}`);
+    assert.throws(() => be.referenceRead(pool, Int32Array.from([0, 8])), (e: Error) => e instanceof RangeError && e.message === 'reference: blocks[1] = 8 is out of range [0, 8) for this pool');
+    assert.throws(() => be.referenceFma(0), (e: Error) => e instanceof RangeError && /^reference: iterations = 0 is out of range/.test(e.message));
+  } finally {
+    pool.release();
+  }
+});
+
+test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside their level namespaces', async () => {
+  const objdir = path.join(root, 'build', 'Release', 'obj.target');
+  const objdump = spawnSync('objdump', ['--version'], { encoding: 'utf8' });
+  if (!existsSync(objdir) || objdump.status !== 0) {
+    console.log(`  (skipped: ${!existsSync(objdir) ? 'no node-gyp objects in build/Release/obj.target' : 'objdump is not installed'})`);
+    return;
+  }
+  const { checkIsaSplit } = (await import(path.join(root, 'scripts', 'check-isa-split.mjs'))) as {
+    checkIsaSplit(dir: string): { checked: string[]; violations: string[] };
+  };
+  const { checked, violations } = checkIsaSplit(objdir);
+  assert.ok(checked.some((o) => o.endsWith('attention_avx512.o')), `objects: ${checked.join(', ')}`);
+  assert.ok(checked.some((o) => o.endsWith('isa.o')));
+  assert.equal(violations, []);
+});
+
+// The child loads the addon file directly and runs one small fp32 decode; it prints the
+// level it found and the output. Under qemu-x86_64 -cpu Westmere (SSE4.2, no AVX) this is a
+// CPU without AVX2: the addon must load, pick the scalar path and compute the same result.
+const NO_AVX_CHILD = `
+import { createRequire } from 'node:module';
+const addon = createRequire(import.meta.url)(process.argv[1]);
+const be = addon.createBackend('cpu', {});
+const pool = be.createPool({ numBlocks: 4, numKvHeads: 1, headDim: 64, blockSize: 16, dtype: 'fp32', tier: 'device' });
+await be.writePool(pool, 0, new Float32Array(4 * 2 * 16 * 64).map((_, i) => Math.sin(i))).promise;
+const q = be.createTensor('fp32', 64);
+await be.write(q, new Float32Array(64).map((_, i) => Math.cos(i))).promise;
+const out = be.createTensor('fp32', 64);
+await be.decode({ pool, q, out, blockTables: Int32Array.from([2, 0]), tableStride: 2, contextLens: Int32Array.from([20]), numHeads: 1 }).promise;
+let forced = '';
+try { addon.createBackend('cpu', { cpuIsa: 'avx2' }); } catch (e) { forced = e.message; }
+console.log(JSON.stringify({ isa: be.info().isa, out: Array.from(new Float32Array(await be.read(out).promise)), forced }));
+`;
+
+test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar path with the same result', () => {
+  const qemu = spawnSync('qemu-x86_64', ['--version'], { encoding: 'utf8' });
+  if (process.arch !== 'x64' || qemu.status !== 0) {
+    console.log('  (skipped: qemu-x86_64 is not installed; apt-get install qemu-user runs this check)');
+    return;
+  }
+  const run = (prefix: string[]) => {
+    const cmd = [...prefix, process.execPath, '--input-type=module', '-e', NO_AVX_CHILD, addonPath()];
+    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: { ...process.env, KVCAKE_CPU_ISA: '' } });
+    assert.is(r.status, 0, `${cmd[0]}: status ${r.status} signal ${r.signal}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { isa: string; out: number[]; forced: string };
+  };
+  const host = run([]);
+  const old = run(['qemu-x86_64', '-cpu', 'Westmere']);
+  assert.is(old.isa, 'scalar');
+  assert.is(old.forced, "createBackend: cpuIsa = 'avx2': this CPU cannot run the avx2 path (it supports scalar)");
+  for (let i = 0; i < 64; i++)
+    assert.ok(Math.abs(old.out[i] - host.out[i]) <= 1e-5 + 1e-4 * Math.abs(host.out[i]), `element ${i}: ${old.out[i]} vs ${host.out[i]} (${host.isa})`);
+});
+
+test.run();
