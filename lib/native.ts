@@ -154,7 +154,9 @@ export interface CudaInfo {
 
 export interface NativeOpsInfo {
   backend: 'cpu' | 'cuda';
-  isa?: 'scalar' | 'avx2' | 'avx512' | 'avx512bf16';
+  /** cpu: the ISA ceiling the kernels run at or below (cpuIsa, else KVCAKE_CPU_ISA, else the best level). */
+  isa?: 'scalar' | 'avx2' | 'avx512' | 'avx512bf16' | 'avx512fp16';
+  /** cpu: the ceiling was named (cpuIsa or KVCAKE_CPU_ISA), not chosen as the best. */
   isaForced?: boolean;
   gemm: string;
   /** A row's GEMM result does not depend on the rows beside it (cpu own kernels: yes; OpenBLAS, cuBLAS: no). */

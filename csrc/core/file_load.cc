@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "cpu/dtype_cvt.h"
+#include "cpu/dtype_scalar.h"
 
 namespace kvcake {
 
@@ -73,7 +73,7 @@ void convertElements(const void* src, DType st, void* dst, DType dt, int64_t n) 
   for (int64_t i = 0; i < n; ++i) cpu::storeElem(dst, i, dt, cpu::loadElem(src, i, st));
 }
 
-void loadFileToHost(const LoadFileOp& op, void* tensorData) {
+void loadFileToHost(const LoadFileOp& op, void* tensorData, const ConvertFn& convert) {
   const size_t srcElem = dtypeSize(op.srcType), dstElem = dtypeSize(op.dst.dtype);
   const uint64_t bytes = uint64_t(op.numel) * srcElem;
   FileSource f(op.path, op.fileOffset, bytes);
@@ -89,7 +89,8 @@ void loadFileToHost(const LoadFileOp& op, void* tensorData) {
   for (int64_t e = 0; e < op.numel; e += chunkElems) {
     const int64_t n = std::min(chunkElems, op.numel - e);
     f.read(buf.get(), uint64_t(e) * srcElem, size_t(n) * srcElem);
-    convertElements(buf.get(), op.srcType, dst + size_t(e) * dstElem, op.dst.dtype, n);
+    if (convert) convert(buf.get(), op.srcType, dst + size_t(e) * dstElem, op.dst.dtype, n);
+    else convertElements(buf.get(), op.srcType, dst + size_t(e) * dstElem, op.dst.dtype, n);
   }
 }
 

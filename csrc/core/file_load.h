@@ -5,6 +5,7 @@
 // backend (through pinned staging).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/kernel_set.h"
@@ -30,10 +31,13 @@ class FileSource {
 // Bytes per chunk of a load: bounds the staging a load holds.
 constexpr size_t kLoadChunkBytes = size_t(8) << 20;
 
-// n elements of src (type st) into dst (type dt); host memory.
+// n elements of src (type st) into dst (type dt); host memory. Portable C++ at the
+// baseline (the CPU backend passes its own dispatched conversion to loadFileToHost).
 void convertElements(const void* src, DType st, void* dst, DType dt, int64_t n);
+using ConvertFn = std::function<void(const void* src, DType st, void* dst, DType dt, int64_t n)>;
 
-// The whole of op into host memory `tensorData` (the destination tensor's element 0).
-void loadFileToHost(const LoadFileOp& op, void* tensorData);
+// The whole of op into host memory `tensorData` (the destination tensor's element 0);
+// dtype conversions through `convert` when given, else convertElements.
+void loadFileToHost(const LoadFileOp& op, void* tensorData, const ConvertFn& convert = nullptr);
 
 }  // namespace kvcake

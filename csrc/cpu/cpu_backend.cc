@@ -363,14 +363,18 @@ class CpuBackend final : public Backend {
 
   EventPtr loadFile(LoadFileOp op, const Deps& deps) override {
     auto o = std::make_shared<LoadFileOp>(std::move(op));
-    return h2d_.push("loadTensor", deps, [o] { loadFileToHost(*o, o->dst.mem->data); });
+    return h2d_.push("loadTensor", deps, [o, isa = isa_] {
+      loadFileToHost(*o, o->dst.mem->data, [isa](const void* src, DType st, void* dst, DType dt, int64_t n) {
+        cpu::convertElements(src, st, dst, dt, n, isa);
+      });
+    });
   }
 
   OpsInfo opsInfo() override {
     OpsInfo i;
     i.isa = cpu::isaName(isa_);
     i.isaForced = isaForced_;
-    const std::string own = std::string("own ") + (isa_ >= cpu::Isa::Avx512 ? "avx512 (dot-16)" : "avx2 (dot-8)");
+    const std::string own = "own " + cpu::gemmPathName(isa_);
     i.gemm = gemmPath_ == cpu::GemmPath::Openblas ? cpu::openblasName() + " for m >= 32, else " + own : own;
     i.batchInvariant = gemmPath_ == cpu::GemmPath::Own;
     i.blasLoaded = cpu::openblasLinked();

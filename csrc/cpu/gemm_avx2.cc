@@ -1,15 +1,25 @@
-#pragma GCC target("avx2,fma,f16c")
 // The AVX2 path of the model GEMM (gemm.h): 8-lane dot products, tiles of up to 3 rows of
 // a x 4 rows of w (1 x 8 for a single row) within the 16 ymm registers. The k tail is
 // zero-padded through a small stack buffer (AVX2 has no masked 16-bit load).
+//
+// Build convention (cpu/isa.h): headers first, compiled for the baseline; then the target
+// pragma; everything after it lives in namespace kvcake::cpu::avx2.
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "cpu/gemm.h"
+#include "cpu/model_paths.h"
 
-namespace kvcake::cpu {
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+namespace kvcake::cpu::avx2 {
 
 namespace {
 
@@ -120,7 +130,7 @@ void block(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 
 }  // namespace
 
-void gemmBlockAvx2(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void gemmBlock(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   switch (t.wType) {
     case 0: return block<0>(t, m0, m1, n0, n1);
     case 1: return block<1>(t, m0, m1, n0, n1);
@@ -128,12 +138,8 @@ void gemmBlockAvx2(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_
   }
 }
 
-}  // namespace kvcake::cpu
-
-namespace kvcake::cpu {
-
 // The FMA peak reference for benchmarks: 12 independent chains of 256-bit FMAs.
-double fmaLoopAvx2(int64_t iters) {
+double fmaLoop(int64_t iters) {
   __m256 c0 = _mm256_set1_ps(float(0) * 1e-3f);
   __m256 c1 = _mm256_set1_ps(float(1) * 1e-3f);
   __m256 c2 = _mm256_set1_ps(float(2) * 1e-3f);
@@ -194,4 +200,11 @@ double fmaLoopAvx2(int64_t iters) {
   return double(iters) * 12 * 8 * 2;
 }
 
-}  // namespace kvcake::cpu
+}  // namespace kvcake::cpu::avx2
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif

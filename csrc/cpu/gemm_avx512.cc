@@ -1,18 +1,29 @@
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // The AVX-512 path of the model GEMM (gemm.h): 16-lane dot products, tiles of up to 4 rows
 // of a x 4 rows of w in registers (1 x 8 for a single row, where the chains, not the
-// loads, are what must be kept busy). Only C headers and this file's own templates (with
-// internal linkage) are compiled under the AVX-512 target, so no inline function of the
-// standard library is emitted here with instructions an AVX2 machine lacks.
+// loads, are what must be kept busy); the k tail by masked loads.
+//
+// Build convention (cpu/isa.h): headers first, compiled for the baseline; then the target
+// pragma; everything after it lives in namespace kvcake::cpu::avx512, so no inline function
+// of the standard library or of this project is emitted here with instructions an AVX2
+// machine lacks.
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
 #include <cstdint>
 
-#include "cpu/gemm.h"
+#include "cpu/model_paths.h"
 
-namespace kvcake::cpu {
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+// GCC 12 reports the _mm512_undefined_* idiom inside its own intrinsics as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace kvcake::cpu::avx512 {
 
 namespace {
 
@@ -125,7 +136,7 @@ void block(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 
 }  // namespace
 
-void gemmBlockAvx512(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void gemmBlock(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   switch (t.wType) {
     case 0: return block<0>(t, m0, m1, n0, n1);
     case 1: return block<1>(t, m0, m1, n0, n1);
@@ -133,13 +144,9 @@ void gemmBlockAvx512(const GemmTask& t, int64_t m0, int64_t m1, int64_t n0, int6
   }
 }
 
-}  // namespace kvcake::cpu
-
-namespace kvcake::cpu {
-
 // The FMA peak reference for benchmarks: 24 independent chains of 512-bit FMAs (enough to
 // cover the latency on every current core), no memory traffic. Returns the FLOPs done.
-double fmaLoopAvx512(int64_t iters) {
+double fmaLoop(int64_t iters) {
   __m512 c0 = _mm512_set1_ps(float(0) * 1e-3f);
   __m512 c1 = _mm512_set1_ps(float(1) * 1e-3f);
   __m512 c2 = _mm512_set1_ps(float(2) * 1e-3f);
@@ -246,4 +253,11 @@ double fmaLoopAvx512(int64_t iters) {
   return double(iters) * 24 * 16 * 2;
 }
 
-}  // namespace kvcake::cpu
+}  // namespace kvcake::cpu::avx512
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif

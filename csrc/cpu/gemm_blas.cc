@@ -11,7 +11,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "core/file_load.h"
+#include "cpu/model_kernels.h"
 
 #ifdef KVCAKE_WITH_OPENBLAS
 extern "C" {
@@ -42,7 +42,7 @@ std::string openblasName() {
 #endif
 }
 
-void gemmOpenblas(const GemmArgs& g, ThreadPool& pool) {
+void gemmOpenblas(const GemmArgs& g, ThreadPool& pool, Isa isa) {
 #ifdef KVCAKE_WITH_OPENBLAS
   // Weight rows per task: few tasks (each cblas_sgemm packs all of a again), but enough to
   // balance the threads.
@@ -58,7 +58,7 @@ void gemmOpenblas(const GemmArgs& g, ThreadPool& pool) {
       w = static_cast<const float*>(src);
     } else {
       wide.reset(new float[size_t(n * g.k)]);
-      convertElements(src, g.wType, wide.get(), DType::F32, n * g.k);
+      convertElements(src, g.wType, wide.get(), DType::F32, n * g.k, isa);
       w = wide.get();
     }
     float* out = g.out + n0;
@@ -71,6 +71,7 @@ void gemmOpenblas(const GemmArgs& g, ThreadPool& pool) {
 #else
   (void)g;
   (void)pool;
+  (void)isa;
   throw Error("gemm: this kvcake binary was built without OpenBLAS (install libopenblas-serial-dev and rebuild)");
 #endif
 }

@@ -1,3 +1,8 @@
+// The CPU kernel set's plumbing and dispatch, compiled for the baseline like every file
+// without a level suffix: each kernel family lists the levels it implements (registered
+// for the backend's info()), and a call runs the highest of them at or below the backend's
+// ceiling, in the level's own namespace (model_paths.h). No kernel here reads the
+// environment or CPUID; the ceiling comes from the backend (cpu/isa.h resolveIsa).
 #include "cpu/model_kernels.h"
 
 #include <algorithm>
@@ -7,16 +12,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/thread_pool.h"
 #include "core/completion_event.h"
 #include "core/rng.h"
-#include "cpu/dtype_cvt.h"
-#include "cpu/gemm.h"
+#include "cpu/dtype_scalar.h"
 #include "cpu/gemm_blas.h"
 #include "cpu/kernels.h"
-#include "cpu/simd.h"
+#include "cpu/model_paths.h"
 
 namespace kvcake::cpu {
 
@@ -36,43 +42,54 @@ void parallelRange(int64_t n, int64_t minChunk, F&& fn) {
   });
 }
 
-// Sum of squares of a row with 8 explicit lanes and a fixed tree, so it vectorizes without
-// reassociation and gives the same bits for a row whatever else is in the batch.
-float sumSquares(const float* x, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    acc = _mm256_fmadd_ps(v, v, acc);
+#if defined(__x86_64__) || defined(_M_X64)
+#define KVCAKE_MODEL_X86 1
+const KernelPaths kGemm("model.gemm", {Isa::Avx512, Isa::Avx2, Isa::Scalar});
+const KernelPaths kElementwise("model.elementwise", {Isa::Avx2, Isa::Scalar});
+#else
+const KernelPaths kGemm("model.gemm", {Isa::Scalar});
+const KernelPaths kElementwise("model.elementwise", {Isa::Scalar});
+#endif
+
+void rmsnormRows(const RmsNormArgs& a, int64_t r0, int64_t r1, Isa isa) {
+#ifdef KVCAKE_MODEL_X86
+  if (kElementwise.pick(isa) >= Isa::Avx2) return avx2::rmsnormRows(a, r0, r1);
+#endif
+  scalar::rmsnormRows(a, r0, r1);
+}
+
+void siluMulRange(const SiluMulArgs& a, int64_t b, int64_t e, Isa isa) {
+#ifdef KVCAKE_MODEL_X86
+  if (kElementwise.pick(isa) >= Isa::Avx2) return avx2::siluMulRange(a, b, e);
+#endif
+  scalar::siluMulRange(a, b, e);
+}
+
+using GemmBlockFn = void (*)(const GemmTask&, int64_t, int64_t, int64_t, int64_t);
+using FmaLoopFn = double (*)(int64_t);
+
+GemmBlockFn gemmBlockFor(Isa isa) {
+  switch (kGemm.pick(isa)) {
+#ifdef KVCAKE_MODEL_X86
+    case Isa::Avx512Fp16:
+    case Isa::Avx512Bf16:
+    case Isa::Avx512: return avx512::gemmBlock;
+    case Isa::Avx2: return avx2::gemmBlock;
+#endif
+    default: return scalar::gemmBlock;
   }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  for (int l = 0; i < n; ++i, ++l) lanes[l] = std::fma(x[i], x[i], lanes[l]);
-  float s4[4];
-  for (int l = 0; l < 4; ++l) s4[l] = lanes[l] + lanes[l + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-void normRow(const float* x, const float* w, float* out, int64_t dim, float eps) {
-  const float inv = 1.f / std::sqrt(sumSquares(x, dim) / float(dim) + eps);
-  for (int64_t i = 0; i < dim; ++i) out[i] = (x[i] * inv) * w[i];
-}
-
-// silu(x) = x * sigmoid(x); sigmoid through 2^(-|x| log2 e) <= 1, the range exp2Neg covers.
-inline __m256 silu8(__m256 x) {
-  const __m256 absx = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
-  const __m256 t = simd::exp2Neg(_mm256_mul_ps(absx, _mm256_set1_ps(-simd::kLog2e)));
-  const __m256 one = _mm256_set1_ps(1.f);
-  const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, t));
-  const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
-  const __m256 sig = _mm256_blendv_ps(inv, _mm256_mul_ps(t, inv), neg);
-  return _mm256_mul_ps(x, sig);
-}
-
-inline float silu1(float x) {
-  const float t = simd::exp2Scalar(-std::fabs(x) * simd::kLog2e);
-  const float inv = 1.f / (1.f + t);
-  return x * (x < 0.f ? t * inv : inv);
+FmaLoopFn fmaLoopFor(Isa isa) {
+  switch (kGemm.pick(isa)) {
+#ifdef KVCAKE_MODEL_X86
+    case Isa::Avx512Fp16:
+    case Isa::Avx512Bf16:
+    case Isa::Avx512: return avx512::fmaLoop;
+    case Isa::Avx2: return avx2::fmaLoop;
+#endif
+    default: return scalar::fmaLoop;
+  }
 }
 
 std::string waitOne(const EventPtr& e) {
@@ -111,19 +128,8 @@ class CpuKernelSet final : public KernelSet {
   void gemm(const GemmArgs& a) override { cpu::gemm(a, isa_, path_); }
 
   void rmsnorm(const RmsNormArgs& a) override {
-    parallelRange(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.dim)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* x = a.x + r * a.xStride;
-        float* out = a.out + r * a.outStride;
-        if (a.residual) {
-          float* res = a.residual + r * a.dim;
-          for (int64_t i = 0; i < a.dim; ++i) res[i] += x[i];
-          normRow(res, a.weight, out, a.dim, a.eps);
-        } else {
-          normRow(x, a.weight, out, a.dim, a.eps);
-        }
-      }
-    });
+    parallelRange(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.dim)),
+                  [&](int64_t r0, int64_t r1) { rmsnormRows(a, r0, r1, isa_); });
   }
 
   void ropeTable(const RopeTableArgs& a) override {
@@ -158,30 +164,15 @@ class CpuKernelSet final : public KernelSet {
   }
 
   void siluMul(const SiluMulArgs& a) override {
-    parallelRange(a.rows * a.dim, 16384, [&](int64_t b, int64_t e) {
-      int64_t i = b;
-      while (i < e) {
-        const int64_t r = i / a.dim, c = i - r * a.dim;
-        const int64_t end = std::min(e, (r + 1) * a.dim);
-        const float* g = a.x + r * 2 * a.dim;
-        const float* u = g + a.dim;
-        float* o = a.out + r * a.dim;
-        int64_t j = c;
-        const int64_t stop = end - r * a.dim;
-        for (; j + 8 <= stop; j += 8)
-          _mm256_storeu_ps(o + j, _mm256_mul_ps(silu8(_mm256_loadu_ps(g + j)), _mm256_loadu_ps(u + j)));
-        for (; j < stop; ++j) o[j] = silu1(g[j]) * u[j];
-        i = end;
-      }
-    });
+    parallelRange(a.rows * a.dim, 16384, [&](int64_t b, int64_t e) { siluMulRange(a, b, e, isa_); });
   }
 
   void embed(const EmbedArgs& a) override {
+    const size_t elem = dtypeSize(a.dtype);
     parallelRange(a.tokens, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t row = int64_t(a.ids[t]) * a.hidden;
-        float* o = a.out + t * a.hidden;
-        for (int64_t i = 0; i < a.hidden; ++i) o[i] = loadElem(a.table, row + i, a.dtype);
+        const void* row = static_cast<const char*>(a.table) + size_t(int64_t(a.ids[t]) * a.hidden) * elem;
+        cpu::convertElements(row, a.dtype, a.out + t * a.hidden, DType::F32, a.hidden, isa_);
       }
     });
   }
@@ -204,13 +195,9 @@ class CpuKernelSet final : public KernelSet {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t sr = a.gather ? a.gather[r] : r;
         const int64_t dr = a.scatter ? a.scatter[r] : r;
-        const int64_t so = sr * a.srcStride, dof = dr * a.dstStride;
-        if (a.srcType == a.dstType) {
-          std::memcpy(static_cast<char*>(a.dst) + dof * dtypeSize(a.dstType),
-                      static_cast<const char*>(a.src) + so * dtypeSize(a.srcType), size_t(a.cols) * dtypeSize(a.srcType));
-        } else {
-          for (int64_t c = 0; c < a.cols; ++c) storeElem(a.dst, dof + c, a.dstType, loadElem(a.src, so + c, a.srcType));
-        }
+        const void* src = static_cast<const char*>(a.src) + size_t(sr * a.srcStride) * dtypeSize(a.srcType);
+        void* dst = static_cast<char*>(a.dst) + size_t(dr * a.dstStride) * dtypeSize(a.dstType);
+        cpu::convertElements(src, a.srcType, dst, a.dstType, a.cols, isa_);
       }
     });
   }
@@ -265,23 +252,6 @@ class CpuKernelSet final : public KernelSet {
 
 }  // namespace
 
-Isa modelIsa(bool* forced) {
-  const char* s = std::getenv("KVCAKE_CPU_ISA");
-  if (!s || !*s) {
-    if (forced) *forced = false;
-    return bestIsa() >= Isa::Avx512 ? bestIsa() : Isa::Avx2;
-  }
-  Isa want;
-  if (!parseIsa(s, &want))
-    throw Error(std::string("KVCAKE_CPU_ISA must be one of scalar, avx2, avx512, avx512bf16, got '") + s + "'");
-  if (!isaSupported(want))
-    throw Error(std::string("KVCAKE_CPU_ISA=") + s + " is not supported by this CPU (it has: " + featureList() + ")");
-  if (want == Isa::Scalar)
-    throw Error("KVCAKE_CPU_ISA=scalar: this build's CPU kernels need avx2 (the x86-64 baseline kvcake is compiled for)");
-  if (forced) *forced = true;
-  return want;
-}
-
 GemmPath modelGemmPath() {
   const char* s = std::getenv("KVCAKE_CPU_GEMM");
   if (!s || !*s || std::strcmp(s, "own") == 0) return GemmPath::Own;
@@ -300,8 +270,8 @@ std::unique_ptr<KernelSet> createCpuKernelSet(Isa isa, GemmPath path) {
 
 void gemm(const GemmArgs& g, Isa isa, GemmPath path) {
   if (g.m <= 0 || g.n <= 0) return;
-  if (g.impl == 2 || (g.impl == 0 && path == GemmPath::Openblas && g.m >= 32)) return gemmOpenblas(g, pool());
-  auto* fn = isa >= Isa::Avx512 ? gemmBlockAvx512 : gemmBlockAvx2;
+  if (g.impl == 2 || (g.impl == 0 && path == GemmPath::Openblas && g.m >= 32)) return gemmOpenblas(g, pool(), isa);
+  const GemmBlockFn fn = gemmBlockFor(isa);
   const GemmTask t{g.a, g.lda, g.w, int32_t(g.wType), g.bias, g.out, g.ldo, g.k};
   const int64_t threads = pool().size();
   // Small m (decode): split the weight rows only, into enough chunks to balance the
@@ -319,8 +289,27 @@ void gemm(const GemmArgs& g, Isa isa, GemmPath path) {
   });
 }
 
+Isa gemmIsa(Isa isa) { return kGemm.pick(isa); }
+
+std::string gemmPathName(Isa isa) {
+  const Isa level = gemmIsa(isa);
+  return std::string(isaName(level)) + (level >= Isa::Avx512 ? " (dot-16)" : " (dot-8)");
+}
+
+void convertElements(const void* src, DType st, void* dst, DType dt, int64_t n, Isa isa) {
+  if (n <= 0) return;
+  if (st == dt) {
+    std::memcpy(dst, src, size_t(n) * dtypeSize(st));
+    return;
+  }
+#ifdef KVCAKE_MODEL_X86
+  if (kElementwise.pick(isa) >= Isa::Avx2) return avx2::convert(src, st, dst, dt, n);
+#endif
+  scalar::convert(src, st, dst, dt, n);
+}
+
 double fmaPeakGflops(Isa isa, double seconds) {
-  auto* loop = isa >= Isa::Avx512 ? fmaLoopAvx512 : fmaLoopAvx2;
+  const FmaLoopFn loop = fmaLoopFor(isa);
   const int threads = pool().size();
   // Calibrate the iteration count on one thread, then run all threads at once.
   int64_t iters = 1 << 16;

@@ -28,6 +28,10 @@ struct Vec {
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F abs(F a) { return _mm512_abs_ps(a); }
+  // Lane i: c[i] < 0 ? a[i] : b[i].
+  static F selectNeg(F c, F a, F b) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_LT_OQ), b, a); }
   static unsigned gtMask(F a, F b) { return unsigned(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)); }
 
   template <DType T>

@@ -4,6 +4,7 @@
 // provide the same members:
 //   F, kLanes, kBf16Dot        the register type, its fp32 lanes, whether dotBf16 exists
 //   zero set1 load store bcast add sub mul max fmadd gtMask
+//   div abs selectNeg          (the model's elementwise kernels)
 //   loadT<T>(p) / storeT<T>(p, v)   kLanes elements of dtype T <-> fp32
 //   exp2(x)                    2^x for x <= 64, exactly 0 below -126
 //   hsum hmax                  horizontal sum / max of one register
@@ -14,6 +15,7 @@
 #include <cstring>
 
 #include "common/types.h"
+#include "cpu/dtype_scalar.h"
 
 namespace kvcake::cpu::KVCAKE_CPU_NS {
 
@@ -53,7 +55,18 @@ struct Vec {
   KVCAKE_LANEWISE(sub, x - y)
   KVCAKE_LANEWISE(mul, x * y)
   KVCAKE_LANEWISE(max, x > y ? x : y)
+  KVCAKE_LANEWISE(div, x / y)
 #undef KVCAKE_LANEWISE
+  static F abs(F a) {
+    for (float& e : a.v) e = std::fabs(e);
+    return a;
+  }
+  // Lane i: c[i] < 0 ? a[i] : b[i].
+  static F selectNeg(F c, F a, F b) {
+    F r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = c.v[i] < 0.f ? a.v[i] : b.v[i];
+    return r;
+  }
   static F fmadd(F a, F b, F c) {
     F r;
     for (int i = 0; i < kLanes; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
@@ -65,54 +78,10 @@ struct Vec {
     return m;
   }
 
-  static float f16ToF32(uint16_t h) {
-    const uint32_t sign = uint32_t(h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 1023;
-    uint32_t u;
-    if (e == 31) {
-      u = sign | 0x7f800000u | (m << 13);
-    } else if (e != 0) {
-      u = sign | ((e + 112) << 23) | (m << 13);
-    } else {
-      float f = std::ldexp(float(m), -24);  // subnormal or zero, exact
-      std::memcpy(&u, &f, 4);
-      u |= sign;
-    }
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-
-  // Round to nearest even, as vcvtps2ph does; NaN stays a quiet NaN.
-  static uint16_t f32ToF16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    const uint16_t sign = uint16_t((u >> 16) & 0x8000);
-    const uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00 | uint16_t((a >> 13) & 0x3ff);
-    if (a >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: infinity
-    if (a < 0x38800000u) {                      // below 2^-14: subnormal half
-      const float m = std::nearbyint(std::fabs(f) * 16777216.f);  // units of 2^-24, exact
-      return sign | uint16_t(m);
-    }
-    const uint32_t lsb = (a >> 13) & 1;
-    const uint32_t r = a + 0xfffu + lsb;
-    return sign | uint16_t(((r >> 13) - (112u << 10)) & 0x7fff);
-  }
-
-  static float bf16ToF32(uint16_t h) {
-    const uint32_t u = uint32_t(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-
-  static uint16_t f32ToBf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return uint16_t(u >> 16);
-  }
+  static float f16ToF32(uint16_t h) { return cpu::f16ToF32(h); }
+  static uint16_t f32ToF16(float f) { return cpu::f32ToF16(f); }
+  static float bf16ToF32(uint16_t h) { return cpu::bf16ToF32(h); }
+  static uint16_t f32ToBf16(float f) { return cpu::f32ToBf16(f); }
 
   template <DType T>
   static F loadT(const void* p) {

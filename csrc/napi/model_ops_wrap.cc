@@ -255,17 +255,19 @@ Napi::Value CublasInfo(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value { return blasObject(env, cublasStatus()); });
 }
 
-// fmaPeak(isa?, seconds?) -> GFLOP/s of the CPU thread pool (benchmarks' peak reference).
+// fmaPeak(isa?, seconds?) -> GFLOP/s of the CPU thread pool (benchmarks' peak reference),
+// at the level the GEMM runs under `isa` (default: KVCAKE_CPU_ISA, else the best level).
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    cpu::Isa isa = cpu::bestIsa() >= cpu::Isa::Avx512 ? cpu::Isa::Avx512 : cpu::Isa::Avx2;
+    std::string name;
     if (info[0].IsString()) {
-      const std::string name = info[0].As<Napi::String>().Utf8Value();
-      if (!cpu::parseIsa(name, &isa) || isa == cpu::Isa::Scalar)
-        rangeError(env, "fmaPeak: isa must be avx2, avx512 or avx512bf16, got '" + name + "'");
-      if (!cpu::isaSupported(isa)) rangeError(env, "fmaPeak: this CPU does not support " + name);
+      name = info[0].As<Napi::String>().Utf8Value();
+      if (name.empty()) rangeError(env, "fmaPeak: isa must not be empty");
+    } else if (!info[0].IsUndefined()) {
+      typeError(env, "fmaPeak: isa must be a string, got " + describe(info[0]));
     }
+    const cpu::Isa isa = cpu::resolveIsa(name, "fmaPeak: isa");
     const double seconds = info[1].IsUndefined() ? 0.2 : toFinite(info[1], "fmaPeak: seconds");
     return Napi::Number::New(env, cpu::fmaPeakGflops(isa, std::min(std::max(seconds, 0.01), 5.0)));
   });

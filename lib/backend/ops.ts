@@ -8,7 +8,7 @@
 //
 // Activations are fp32 tensors. Read-only tensor arguments may also be typed arrays
 // (copied into a temporary tensor at the call); outputs must be Tensors.
-import { Tensor, Work, nativeWaits, work, type Backend, type TensorInput, type WaitList } from '../backend.js';
+import { Tensor, Work, nativeWaits, work, type Backend, type CpuIsa, type TensorInput, type WaitList } from '../backend.js';
 import { type DType } from './dtype.js';
 import { native, type CublasInfo, type NativeEvent, type NativeOpsInfo, type NativeTensor } from '../native.js';
 
@@ -243,8 +243,12 @@ export const ops = {
   cublasInfo(): CublasInfo {
     return m().cublasInfo();
   },
-  /** Measured FMA peak of the CPU thread pool in GFLOP/s (an FMA-only loop on every thread; blocks for `seconds`). For benchmark ratios. */
-  fmaPeak(isa?: 'avx2' | 'avx512' | 'avx512bf16', seconds = 0.2): number {
+  /**
+   * Measured FMA peak of the CPU thread pool in GFLOP/s (an FMA-only loop on every thread at
+   * the level the GEMM runs under the ceiling `isa`, default KVCAKE_CPU_ISA, else the best;
+   * blocks for `seconds`). For benchmark ratios.
+   */
+  fmaPeak(isa?: CpuIsa, seconds = 0.2): number {
     return m().fmaPeak(isa, seconds);
   },
 };

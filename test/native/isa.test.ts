@@ -1,7 +1,8 @@
 // Run-time ISA dispatch of the CPU backend: info() says which level every kernel family
-// runs, cpuIsa and KVCAKE_CPU_ISA force a level, an unknown or unsupported level is a
-// clear error (never a silent fallback), the benchmark references run, and the compiled
-// objects keep every AVX instruction out of the code that runs before the dispatch.
+// runs (attention and the model's GEMM and elementwise kernels), cpuIsa and KVCAKE_CPU_ISA
+// force a level, an unknown or unsupported level is a clear error (never a silent
+// fallback), the benchmark references run, and the compiled objects keep every AVX
+// instruction out of the code that runs before the dispatch.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { cpuIsas } from '../util/backends.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LEVELS: CpuIsa[] = ['scalar', 'avx2', 'avx512', 'avx512bf16', 'avx512fp16'];
 const rank = (l: string) => LEVELS.indexOf(l as CpuIsa);
-const FAMILIES = ['decode.bf16', 'decode.fp16', 'decode.fp32', 'prefill.bf16', 'prefill.fp16', 'prefill.fp32', 'reference'];
+const FAMILIES = ['decode.bf16', 'decode.fp16', 'decode.fp32', 'model.elementwise', 'model.gemm', 'prefill.bf16', 'prefill.fp16', 'prefill.fp32', 'reference'];
 
 function childInfo(env: Record<string, string>): { status: number | null; out: string; err: string } {
   const code = "import { createBackend } from './lib/index.ts'; try { console.log(JSON.stringify(createBackend({ backend: 'cpu' }).info())) } catch (e) { console.error(e.constructor.name + ': ' + e.message); process.exit(3) }";
@@ -47,7 +48,11 @@ test('every supported level can be forced, and kernels stay at or below it', () 
     assert.is(info.isa, isa);
     for (const [k, level] of Object.entries(info.kernels!)) assert.ok(rank(level) <= rank(isa), `${isa}: ${k} runs ${level}`);
     if (isa === 'scalar') assert.ok(Object.values(info.kernels!).every((l) => l === 'scalar'));
-    if (isa !== 'scalar') assert.is(info.kernels!['decode.fp16'], isa === 'avx2' ? 'avx2' : 'avx512');
+    if (isa !== 'scalar') {
+      assert.is(info.kernels!['decode.fp16'], isa === 'avx2' ? 'avx2' : 'avx512');
+      assert.is(info.kernels!['model.gemm'], isa === 'avx2' ? 'avx2' : 'avx512');
+      assert.is(info.kernels!['model.elementwise'], 'avx2');
+    }
     if (isa === 'avx512bf16') assert.is(info.kernels!['decode.bf16'], 'avx512bf16');
   }
 });
@@ -85,6 +90,7 @@ test('KVCAKE_CPU_ISA forces the level of a backend created without cpuIsa, and a
   const info = JSON.parse(r.out);
   assert.is(info.isa, 'scalar');
   assert.is(info.kernels['decode.fp16'], 'scalar');
+  assert.is(info.kernels['model.gemm'], 'scalar');
   const bad = childInfo({ KVCAKE_CPU_ISA: 'avx9' });
   assert.is(bad.status, 3);
   assert.match(bad.err, "RangeError: KVCAKE_CPU_ISA = 'avx9' is not a CPU ISA level; use auto, scalar, avx2, avx512, avx512bf16, avx512fp16");
@@ -118,14 +124,17 @@ test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside thei
     checkIsaSplit(dir: string): { checked: string[]; violations: string[] };
   };
   const { checked, violations } = checkIsaSplit(objdir);
-  assert.ok(checked.some((o) => o.endsWith('attention_avx512.o')), `objects: ${checked.join(', ')}`);
+  for (const o of ['attention_avx512.o', 'gemm_avx2.o', 'gemm_avx512.o', 'model_kernels_avx2.o'])
+    assert.ok(checked.some((c) => c.endsWith(o)), `${o} not among the objects: ${checked.join(', ')}`);
   assert.ok(checked.some((o) => o.endsWith('isa.o')));
   assert.equal(violations, []);
 });
 
-// The child loads the addon file directly and runs one small fp32 decode; it prints the
-// level it found and the output. Under qemu-x86_64 -cpu Westmere (SSE4.2, no AVX) this is a
-// CPU without AVX2: the addon must load, pick the scalar path and compute the same result.
+// The child loads the addon file directly and runs one small fp32 decode and a few model
+// ops (a bf16-weight GEMM, RMSNorm, SiLU-and-multiply, an fp16 conversion through embed);
+// it prints the level it found and the outputs. Under
+// qemu-x86_64 -cpu Westmere (SSE4.2, no AVX) this is a CPU without AVX2: the addon must
+// load, pick the scalar paths and compute the same results.
 const NO_AVX_CHILD = `
 import { createRequire } from 'node:module';
 const addon = createRequire(import.meta.url)(process.argv[1]);
@@ -136,29 +145,60 @@ const q = be.createTensor('fp32', 64);
 await be.write(q, new Float32Array(64).map((_, i) => Math.cos(i))).promise;
 const out = be.createTensor('fp32', 64);
 await be.decode({ pool, q, out, blockTables: Int32Array.from([2, 0]), tableStride: 2, contextLens: Int32Array.from([20]), numHeads: 1 }).promise;
+const read = async (t) => Array.from(new Float32Array(await be.read(t).promise));
+const tensor = async (dtype, data) => {
+  const t = be.createTensor(dtype, data.length);
+  await be.write(t, data).promise;
+  return t;
+};
+const ops = addon.modelOps;
+const m = 3, n = 5, k = 37;
+const a = await tensor('fp32', new Float32Array(m * k).map((_, i) => Math.sin(0.3 * i)));
+const wBits = new Uint16Array(new Float32Array(n * k).map((_, i) => Math.cos(0.7 * i)).buffer).filter((_, i) => i % 2 === 1);
+const w = await tensor('bf16', wBits);
+const g = be.createTensor('fp32', m * n);
+await ops.gemm(be, { a, w, out: g, m, n, k }).promise;
+const normed = be.createTensor('fp32', m * n);
+await ops.rmsnorm(be, { x: g, weight: await tensor('fp32', new Float32Array(n).fill(1.5)), out: normed, rows: m, dim: n, eps: 1e-5 }).promise;
+const gateUp = await tensor('fp32', new Float32Array(2 * 2 * 19).map((_, i) => 4 * Math.sin(1.3 * i)));
+const act = be.createTensor('fp32', 2 * 19);
+await ops.siluMul(be, { x: gateUp, out: act, rows: 2, dim: 19 }).promise;
+const table = await tensor('fp16', new Uint16Array(4 * 11).map((_, i) => 0x3c00 + 37 * i));
+const emb = be.createTensor('fp32', 2 * 11);
+await ops.embed(be, { table, ids: Int32Array.from([3, 1]), out: emb, vocab: 4, hidden: 11 }).promise;
+const model = [...(await read(g)), ...(await read(normed)), ...(await read(act)), ...(await read(emb))];
 let forced = '';
 try { addon.createBackend('cpu', { cpuIsa: 'avx2' }); } catch (e) { forced = e.message; }
-console.log(JSON.stringify({ isa: be.info().isa, out: Array.from(new Float32Array(await be.read(out).promise)), forced }));
+const info = ops.info(be);
+const kernels = Object.fromEntries(Object.entries(be.info()).filter(([key]) => key.startsWith('kernel.')));
+console.log(JSON.stringify({ isa: be.info().isa, kernels, gemm: info.gemm,
+  out: await read(out), model, forced }));
 `;
 
-test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar path with the same result', () => {
+test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar paths with the same results', () => {
   const qemu = spawnSync('qemu-x86_64', ['--version'], { encoding: 'utf8' });
   if (process.arch !== 'x64' || qemu.status !== 0) {
     console.log('  (skipped: qemu-x86_64 is not installed; apt-get install qemu-user runs this check)');
     return;
   }
+  type Report = { isa: string; kernels: Record<string, string>; gemm: string; out: number[]; model: number[]; forced: string };
   const run = (prefix: string[]) => {
     const cmd = [...prefix, process.execPath, '--input-type=module', '-e', NO_AVX_CHILD, addonPath()];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: { ...process.env, KVCAKE_CPU_ISA: '' } });
     assert.is(r.status, 0, `${cmd[0]}: status ${r.status} signal ${r.signal}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as { isa: string; out: number[]; forced: string };
+    return JSON.parse(r.stdout) as Report;
   };
   const host = run([]);
   const old = run(['qemu-x86_64', '-cpu', 'Westmere']);
   assert.is(old.isa, 'scalar');
+  assert.ok(Object.values(old.kernels).every((l) => l === 'scalar'), JSON.stringify(old.kernels));
+  assert.is(old.gemm, 'own scalar (dot-8)');
   assert.is(old.forced, "createBackend: cpuIsa = 'avx2': this CPU cannot run the avx2 path (it supports scalar)");
-  for (let i = 0; i < 64; i++)
-    assert.ok(Math.abs(old.out[i] - host.out[i]) <= 1e-5 + 1e-4 * Math.abs(host.out[i]), `element ${i}: ${old.out[i]} vs ${host.out[i]} (${host.isa})`);
+  const close = (x: number, y: number) => Math.abs(x - y) <= 1e-5 + 1e-4 * Math.abs(y);
+  for (let i = 0; i < 64; i++) assert.ok(close(old.out[i], host.out[i]), `decode element ${i}: ${old.out[i]} vs ${host.out[i]} (${host.isa})`);
+  assert.is(old.model.length, host.model.length);
+  for (let i = 0; i < host.model.length; i++)
+    assert.ok(close(old.model[i], host.model[i]), `model output ${i}: ${old.model[i]} vs ${host.model[i]} (${host.gemm})`);
 });
 
 test.run();

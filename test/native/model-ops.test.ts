@@ -9,7 +9,7 @@
 import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
 import { createBackend, decodeValues, encodeValues, ops, type Backend, type DType, type Tensor } from '../../lib/index.js';
-import { forEachBackend, type Kind } from '../util/backends.js';
+import { cpuIsas, forEachBackend, type Kind } from '../util/backends.js';
 import { refGemm, refInvFreq, refRmsNorm, refRope, silu } from '../util/model-ref.js';
 import { Rng } from '../util/rng.js';
 
@@ -245,32 +245,56 @@ function defineOps(test: ReturnType<typeof suite>, be: () => Backend, label: str
 
 forEachBackend('model ops', (test, be, kind: Kind) => defineOps(test, be, kind));
 
-// Every CPU ISA path this machine runs, forced through KVCAKE_CPU_ISA.
-for (const isa of ['avx2', 'avx512', 'avx512bf16']) {
+// Every CPU ISA level, forced through KVCAKE_CPU_ISA: the levels this machine runs get
+// every model op test on that ceiling (scalar included: the kernels a CPU without AVX2
+// runs); the others must be refused by name.
+const LEVELS = ['scalar', 'avx2', 'avx512', 'avx512bf16'] as const;
+const GEMM_PATH: Record<(typeof LEVELS)[number], string> = {
+  scalar: 'own scalar (dot-8)',
+  avx2: 'own avx2 (dot-8)',
+  avx512: 'own avx512 (dot-16)',
+  avx512bf16: 'own avx512 (dot-16)',
+};
+
+function withIsaEnv<T>(isa: string, fn: () => T): T {
+  const prev = process.env.KVCAKE_CPU_ISA;
+  process.env.KVCAKE_CPU_ISA = isa;
+  try {
+    return fn();
+  } finally {
+    if (prev === undefined) delete process.env.KVCAKE_CPU_ISA;
+    else process.env.KVCAKE_CPU_ISA = prev;
+  }
+}
+
+const runnable = cpuIsas();
+for (const isa of LEVELS) {
   const s = suite(`model ops [cpu ${isa}]`);
+  if (!runnable.includes(isa)) {
+    s('a level this CPU cannot run is refused by name', () => {
+      assert.throws(
+        () => withIsaEnv(isa, () => createBackend({ backend: 'cpu' })),
+        (e: Error) => e instanceof RangeError && e.message === `KVCAKE_CPU_ISA = '${isa}': this CPU cannot run the ${isa} path (it supports ${runnable.join(', ')})`,
+      );
+    });
+    s.run();
+    continue;
+  }
   let be: Backend | undefined;
-  let supported = true;
   s.before(() => {
-    const prev = process.env.KVCAKE_CPU_ISA;
-    process.env.KVCAKE_CPU_ISA = isa;
-    try {
-      be = createBackend({ backend: 'cpu' });
-    } catch (err) {
-      supported = false;
-      assert.match((err as Error).message, new RegExp(`^KVCAKE_CPU_ISA=${isa} is not supported by this CPU \\(it has: `));
-    } finally {
-      if (prev === undefined) delete process.env.KVCAKE_CPU_ISA;
-      else process.env.KVCAKE_CPU_ISA = prev;
-    }
+    be = withIsaEnv(isa, () => createBackend({ backend: 'cpu' }));
   });
-  s('the forced path is the one that runs', () => {
-    if (!supported) return console.log(`  (cpu ${isa}: not supported here, skipped)`);
+  s('the forced ceiling is the one the model ops report and run under', () => {
     const info = ops.info(be!);
     assert.is(info.isa, isa);
     assert.is(info.isaForced, true);
+    assert.is(info.gemm, GEMM_PATH[isa]);
+    const kernels = be!.info().kernels!;
+    assert.is(kernels['model.gemm'], GEMM_PATH[isa].split(' ')[1]);
+    assert.is(kernels['model.elementwise'], isa === 'scalar' ? 'scalar' : 'avx2');
   });
-  s(`gemm on the ${isa} path`, async () => {
-    if (!supported) return;
+  defineOps(s, () => be!, `cpu ${isa}`);
+  s(`gemm on the ${isa} path, every weight dtype`, async () => {
     const rng = new Rng(202);
     for (const [m, n, k] of [[1, 31, 17], [2, 9, 33], [6, 40, 130], [40, 70, 77]] as const)
       for (const dtype of ['fp32', 'fp16', 'bf16'] as DType[]) await checkGemm(be!, rng, m, n, k, dtype, true, isa);
@@ -290,26 +314,25 @@ blas('gemm through the linked OpenBLAS (m >= 32 and forced small m), fp32/fp16/b
 blas.run();
 
 const bad = suite('model ops: ISA selection errors');
-bad('an unknown or impossible KVCAKE_CPU_ISA is an error at createBackend', () => {
-  const prev = process.env.KVCAKE_CPU_ISA;
+bad('an unknown KVCAKE_CPU_ISA or KVCAKE_CPU_GEMM is an error at createBackend', () => {
   try {
-    process.env.KVCAKE_CPU_ISA = 'sse9';
-    assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === "KVCAKE_CPU_ISA must be one of scalar, avx2, avx512, avx512bf16, got 'sse9'");
-    process.env.KVCAKE_CPU_ISA = '';
+    assert.throws(
+      () => withIsaEnv('sse9', () => createBackend({ backend: 'cpu' })),
+      (e: Error) => e instanceof RangeError && e.message === "KVCAKE_CPU_ISA = 'sse9' is not a CPU ISA level; use auto, scalar, avx2, avx512, avx512bf16, avx512fp16",
+    );
     process.env.KVCAKE_CPU_GEMM = 'mkl';
-    assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === "KVCAKE_CPU_GEMM must be own or openblas, got 'mkl'");
+    assert.throws(() => withIsaEnv('', () => createBackend({ backend: 'cpu' })), (e: Error) => e.message === "KVCAKE_CPU_GEMM must be own or openblas, got 'mkl'");
     delete process.env.KVCAKE_CPU_GEMM;
     if (!ops.info(createBackend({ backend: 'cpu' })).openblas) {
       process.env.KVCAKE_CPU_GEMM = 'openblas';
       assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === 'KVCAKE_CPU_GEMM=openblas: this kvcake binary was built without OpenBLAS (install libopenblas-serial-dev and rebuild)');
     }
-    delete process.env.KVCAKE_CPU_GEMM;
-    process.env.KVCAKE_CPU_ISA = 'scalar';
-    assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === 'KVCAKE_CPU_ISA=scalar: this build\'s CPU kernels need avx2 (the x86-64 baseline kvcake is compiled for)');
   } finally {
     delete process.env.KVCAKE_CPU_GEMM;
-    if (prev === undefined) delete process.env.KVCAKE_CPU_ISA;
-    else process.env.KVCAKE_CPU_ISA = prev;
   }
+});
+bad('fmaPeak runs at the GEMM level of a given ceiling and names a bad one', () => {
+  assert.ok(ops.fmaPeak('scalar', 0.01) > 0);
+  assert.throws(() => ops.fmaPeak('sse9' as never, 0.01), (e: Error) => e instanceof RangeError && e.message.startsWith("fmaPeak: isa = 'sse9' is not a CPU ISA level"));
 });
 bad.run();
