@@ -2,9 +2,10 @@
 // run before the run-time dispatch must not contain a single AVX instruction, so a CPU
 // without AVX reaches the dispatch (and the scalar path) instead of faulting.
 //   - objects of files without an _avx2 / _avx512 suffix: no VEX/EVEX instruction at all;
-//   - *_avx2.o / *_avx512.o: every function with such instructions belongs to that level's
-//     namespace (kvcake::cpu::avx2, ...), so no inline function or template compiled there
-//     can replace the baseline copy of a shared one at link time.
+//   - *_avx2.o / *_avx512.o: every function with such instructions belongs to a level's
+//     namespace (kvcake::cpu::avx2, ..., or kvcake::store::avx2 for the store's checksum),
+//     so no inline function or template compiled there can replace the baseline copy of a
+//     shared one at link time.
 // Usage: node scripts/check-isa-split.mjs [objdir]   (default: build/Release/obj.target)
 // Prints what it checked; exits 1 on a violation, 2 when there is nothing to check.
 import { execFileSync } from 'node:child_process';
@@ -63,8 +64,8 @@ export function checkIsaSplit(objdir) {
     const rel = path.relative(objdir, obj);
     for (const [fn, line] of avxFunctions(obj)) {
       if (!level) violations.push(`${rel}: ${fn} holds an AVX instruction in a baseline file: ${line}`);
-      else if (!/kvcake::cpu::avx(2|512[a-z0-9]*)::/.test(fn))
-        violations.push(`${rel}: ${fn} holds AVX instructions outside a level namespace (kvcake::cpu::avx2/avx512...): ${line}`);
+      else if (!/kvcake::(cpu|store)::avx(2|512[a-z0-9]*)::/.test(fn))
+        violations.push(`${rel}: ${fn} holds AVX instructions outside a level namespace (kvcake::cpu::avx2/avx512..., kvcake::store::avx2/avx512): ${line}`);
     }
   }
   return { checked: objs.map((o) => path.relative(objdir, o)), violations };

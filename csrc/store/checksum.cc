@@ -1,11 +1,60 @@
+// The store's checksums at the baseline, with XXH3-128's streaming update dispatched to an
+// ISA level (checksum_paths.h) chosen once per process: the highest implemented at or below
+// KVCAKE_CPU_ISA when that names a level this CPU runs, else the best this CPU has. The
+// hash does not depend on the level, only the speed does; a bad KVCAKE_CPU_ISA is an error
+// where backends are created (cpu/isa.h resolveIsa), not here.
 #include "store/checksum.h"
 
+#include <cstdlib>
+
 #include "common/error.h"
+#include "cpu/isa.h"
+#include "store/checksum_paths.h"
 
 #define XXH_INLINE_ALL
 #include "third_party/xxhash/xxhash.h"
 
 namespace kvcake::store {
+
+namespace {
+
+using UpdateFn = void (*)(void* state, const void* data, size_t bytes);
+
+void updateBaseline(void* state, const void* data, size_t bytes) {
+  XXH3_128bits_update(static_cast<XXH3_state_t*>(state), data, bytes);
+}
+
+cpu::Isa ceiling() {
+  const char* env = std::getenv("KVCAKE_CPU_ISA");
+  cpu::Isa isa;
+  if (env && *env && cpu::parseIsa(env, &isa) && cpu::isaSupported(isa)) return isa;
+  return cpu::bestIsa();
+}
+
+struct Path {
+  cpu::Isa level;
+  UpdateFn update;
+};
+
+const Path& path() {
+  static const Path p = [] {
+#if defined(__x86_64__) || defined(_M_X64)
+    const cpu::Isa level = cpu::pickIsa(ceiling(), {cpu::Isa::Avx512, cpu::Isa::Avx2});
+#else
+    const cpu::Isa level = cpu::Isa::Scalar;
+#endif
+    switch (level) {
+#if defined(__x86_64__) || defined(_M_X64)
+      case cpu::Isa::Avx512: return Path{level, avx512::xxh3Update128};
+      case cpu::Isa::Avx2: return Path{level, avx2::xxh3Update128};
+#endif
+      default: return Path{cpu::Isa::Scalar, updateBaseline};
+    }
+  }();
+  return p;
+}
+
+}  // namespace
 
 struct PayloadHasher::State {
   XXH3_state_t* st = nullptr;
@@ -22,7 +71,7 @@ PayloadHasher::~PayloadHasher() {
 }
 
 void PayloadHasher::update(const void* data, size_t bytes) {
-  if (bytes) XXH3_128bits_update(s_->st, data, bytes);
+  if (bytes) path().update(s_->st, data, bytes);
 }
 
 Checksum128 PayloadHasher::digest() const {
@@ -32,8 +81,14 @@ Checksum128 PayloadHasher::digest() const {
 
 uint64_t headerHash(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
-// XXH3 picks its vector path at compile time (the addon is built for AVX2 on x86-64).
+// The payload hash's path: "avx512" or "avx2" (dispatched), else the baseline's own
+// ("sse2" on x86-64, "neon", "scalar", ...).
 const char* checksumPath() {
+  switch (path().level) {
+    case cpu::Isa::Scalar: break;
+    case cpu::Isa::Avx2: return "avx2";
+    default: return "avx512";
+  }
   switch (XXH_VECTOR) {
     case XXH_SCALAR: return "scalar";
     case XXH_SSE2: return "sse2";

@@ -33,7 +33,8 @@ class PayloadHasher {
 
 uint64_t headerHash(const void* data, size_t bytes);
 
-// Which XXH3 code path this build uses ("avx2", "sse2", "scalar", ...), for benchmark output.
+// Which XXH3 code path the payload hash runs ("avx512", "avx2", "sse2", ...), for
+// benchmark output: chosen once per process at run time (checksum.cc).
 const char* checksumPath();
 
 }  // namespace kvcake::store

@@ -122,7 +122,7 @@ export class ChunkIo {
     this.io().dropPageCache(path);
   }
 
-  /** The XXH3 code path of this build ('avx2' on x86-64 builds), for benchmark output. */
+  /** The XXH3 code path the payload checksum runs ('avx512', 'avx2' or 'sse2' on x86-64; chosen at run time), for benchmark output. */
   static get checksumPath(): string {
     return native().storeChecksumPath;
   }

@@ -1,10 +1,12 @@
 // Run-time ISA dispatch of the CPU backend: info() says which level every kernel family
 // runs (attention and the model's GEMM and elementwise kernels), cpuIsa and KVCAKE_CPU_ISA
 // force a level, an unknown or unsupported level is a clear error (never a silent
-// fallback), the benchmark references run, and the compiled objects keep every AVX
-// instruction out of the code that runs before the dispatch.
+// fallback), the benchmark references run, the store's checksum verifies across its paths,
+// and the compiled objects keep every AVX instruction out of the code that runs before the
+// dispatch.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -113,6 +115,64 @@ test('benchmark references: a streaming read of listed blocks and the FMA peak',
   }
 });
 
+// One chunk (3 layers x 2 blocks of fp16, 48 KiB of payload, hashed block by block) written
+// or read by a child process whose checksum path KVCAKE_CPU_ISA sets.
+const CHUNK_CHILD = `
+import path from 'node:path';
+import { createBackend } from './lib/index.ts';
+import { ChunkIo, chunkKeys, chunkSpec, keyContext } from './lib/store/index.ts';
+const fp = { architecture: 'kvcake-isa-test', numLayers: 3, numKvHeads: 2, headDim: 64, dtype: 'fp16' };
+const spec = chunkSpec(fp, 16, 32);
+const key = chunkKeys(Int32Array.from({ length: 32 }, (_, i) => i), 32, keyContext(fp))[0];
+const be = createBackend({ backend: 'cpu' });
+const pool = be.createPool({ tier: 'host', numBlocks: 8, numKvHeads: 2, headDim: 64, blockSize: 16, dtype: 'fp16' });
+const image = new Uint16Array(pool.bytes / 2).map((_, i) => Math.imul(i + 1, 2654435761) >>> 16);
+const blocks = { pool, blocks: Int32Array.from([5, 0, 7, 2, 6, 1]) };
+const io = new ChunkIo({ threads: 1 });
+let same = true;
+if (process.env.CHUNK_MODE === 'write') {
+  await pool.write(image);
+  await io.writeFile(blocks, process.env.CHUNK_DIR, spec, key);
+} else {
+  await io.readFile(blocks, path.join(process.env.CHUNK_DIR, key + '.kvc'), spec, key);
+  const got = await pool.read();
+  const elems = pool.blockBytes / 2;
+  for (const b of blocks.blocks) for (let e = 0; e < elems; e++) if (got[b * elems + e] !== image[b * elems + e]) same = false;
+}
+io.close();
+console.log(JSON.stringify({ path: ChunkIo.checksumPath, same }));
+`;
+
+test("the store's payload checksum is the same on every path: a chunk written on one verifies on another", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kvcake-isa-'));
+  try {
+    const run = (mode: 'write' | 'read', isa: string) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHUNK_CHILD], {
+        cwd: root,
+        env: { ...process.env, KVCAKE_CPU_ISA: isa, CHUNK_MODE: mode, CHUNK_DIR: dir },
+        encoding: 'utf8',
+      });
+      assert.is(r.status, 0, `${mode} on ${isa || 'the best level'}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as { path: string; same: boolean };
+    };
+    const best = cpuIsas().at(-1)!;
+    const paths = [run('write', 'scalar').path];
+    for (const isa of cpuIsas()) {
+      const r = run('read', isa);
+      assert.ok(r.same, `read on ${isa}: the blocks differ from what was written`);
+      paths.push(r.path);
+    }
+    rmSync(path.join(dir), { recursive: true, force: true });
+    mkdirSync(dir);
+    run('write', best);
+    assert.ok(run('read', 'scalar').same);
+    const want = (isa: string) => (isa === 'scalar' ? 'sse2' : isa === 'avx2' ? 'avx2' : 'avx512');
+    if (process.arch === 'x64') assert.equal(paths, [want('scalar'), ...cpuIsas().map(want)], `paths ${paths}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside their level namespaces', async () => {
   const objdir = path.join(root, 'build', 'Release', 'obj.target');
   const objdump = spawnSync('objdump', ['--version'], { encoding: 'utf8' });
@@ -124,7 +184,7 @@ test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside thei
     checkIsaSplit(dir: string): { checked: string[]; violations: string[] };
   };
   const { checked, violations } = checkIsaSplit(objdir);
-  for (const o of ['attention_avx512.o', 'gemm_avx2.o', 'gemm_avx512.o', 'model_kernels_avx2.o'])
+  for (const o of ['attention_avx512.o', 'gemm_avx2.o', 'gemm_avx512.o', 'model_kernels_avx2.o', 'checksum_avx2.o', 'checksum_avx512.o'])
     assert.ok(checked.some((c) => c.endsWith(o)), `${o} not among the objects: ${checked.join(', ')}`);
   assert.ok(checked.some((o) => o.endsWith('isa.o')));
   assert.equal(violations, []);
@@ -132,7 +192,7 @@ test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside thei
 
 // The child loads the addon file directly and runs one small fp32 decode and a few model
 // ops (a bf16-weight GEMM, RMSNorm, SiLU-and-multiply, an fp16 conversion through embed);
-// it prints the level it found and the outputs. Under
+// it prints the level it found, the outputs and the store's checksum path. Under
 // qemu-x86_64 -cpu Westmere (SSE4.2, no AVX) this is a CPU without AVX2: the addon must
 // load, pick the scalar paths and compute the same results.
 const NO_AVX_CHILD = `
@@ -171,7 +231,7 @@ let forced = '';
 try { addon.createBackend('cpu', { cpuIsa: 'avx2' }); } catch (e) { forced = e.message; }
 const info = ops.info(be);
 const kernels = Object.fromEntries(Object.entries(be.info()).filter(([key]) => key.startsWith('kernel.')));
-console.log(JSON.stringify({ isa: be.info().isa, kernels, gemm: info.gemm,
+console.log(JSON.stringify({ isa: be.info().isa, kernels, gemm: info.gemm, checksum: addon.storeChecksumPath,
   out: await read(out), model, forced }));
 `;
 
@@ -181,7 +241,7 @@ test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar
     console.log('  (skipped: qemu-x86_64 is not installed; apt-get install qemu-user runs this check)');
     return;
   }
-  type Report = { isa: string; kernels: Record<string, string>; gemm: string; out: number[]; model: number[]; forced: string };
+  type Report = { isa: string; kernels: Record<string, string>; gemm: string; checksum: string; out: number[]; model: number[]; forced: string };
   const run = (prefix: string[]) => {
     const cmd = [...prefix, process.execPath, '--input-type=module', '-e', NO_AVX_CHILD, addonPath()];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: { ...process.env, KVCAKE_CPU_ISA: '' } });
@@ -193,6 +253,7 @@ test('a CPU without AVX (qemu -cpu Westmere) loads the addon and runs the scalar
   assert.is(old.isa, 'scalar');
   assert.ok(Object.values(old.kernels).every((l) => l === 'scalar'), JSON.stringify(old.kernels));
   assert.is(old.gemm, 'own scalar (dot-8)');
+  assert.is(old.checksum, 'sse2');
   assert.is(old.forced, "createBackend: cpuIsa = 'avx2': this CPU cannot run the avx2 path (it supports scalar)");
   const close = (x: number, y: number) => Math.abs(x - y) <= 1e-5 + 1e-4 * Math.abs(y);
   for (let i = 0; i < 64; i++) assert.ok(close(old.out[i], host.out[i]), `decode element ${i}: ${old.out[i]} vs ${host.out[i]} (${host.isa})`);
