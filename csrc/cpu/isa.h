@@ -9,7 +9,8 @@
 //   avx512fp16  + AVX512_FP16
 // Other architectures report only scalar; a NEON level for arm64 would follow scalar.
 //
-// Selection, for every CPU kernel (attention here, GEMM and friends alike):
+// Selection, for every CPU kernel: attention (attention.cc), the model's GEMM and
+// elementwise kernels (model_kernels.cc), block copies and appends (one path):
 //   - A CPU backend holds one ceiling: CpuBackendOptions::isa if given, else the
 //     KVCAKE_CPU_ISA environment variable, else bestIsa(). resolveIsa() turns a requested
 //     name into a level and throws an ArgError (a RangeError in JS) naming the source, the
@@ -23,7 +24,11 @@
 //     namespace scope of its (baseline) dispatch file, and dispatches through it:
 //       const KernelPaths kGemmF32("gemm.fp32", {Isa::Avx512, Isa::Avx2, Isa::Scalar});
 //       switch (kGemmF32.pick(ceiling)) { case Isa::Avx512: return avx512::gemm(...); ... }
-//     The backend's info() reports the level every registered family runs at.
+//     The backend's info() reports the level every registered family runs at
+//     (decode.*, prefill.*, reference, model.gemm, model.elementwise).
+//   - Outside a backend, the prefix store's payload checksum (store/checksum.cc) picks its
+//     level once per process, at or below KVCAKE_CPU_ISA when that is a level this CPU
+//     runs; its hash is the same on every path.
 //
 // Build convention: the code of a level above scalar lives in its own translation unit,
 // named *_avx2.cc or *_avx512.cc (attention_avx512.cc is the model):
@@ -31,9 +36,14 @@
 //      templates are compiled for the baseline;
 //   2. then `#pragma GCC push_options` + `#pragma GCC target("avx2,fma,f16c")` (clang:
 //      `#pragma clang attribute push(__attribute__((target("..."))), apply_to = function)`);
-//   3. define everything after it inside a namespace of that level (kvcake::cpu::avx2, ...),
-//      so no inline function or template instantiated there shares a name with a baseline
-//      copy the linker could pick instead; no globals with dynamic initializers there.
+//   3. define everything after it inside a namespace of that level (kvcake::cpu::avx2, ...;
+//      kvcake::store::avx2, ... for the store's checksum), so no inline function or
+//      template instantiated there shares a name with a baseline copy the linker could pick
+//      instead; no globals with dynamic initializers there.
+// Code written once for several levels (attention_impl.h, model_kernels_impl.h) is a
+// header over the Vec of vec_<level>.h that each level file includes after its pragma,
+// with KVCAKE_CPU_NS naming the namespace; model_paths.h and attention_paths.h declare
+// what each level provides.
 // Everything else is compiled for the baseline, so a CPU without AVX2 reaches this dispatch,
 // never an illegal instruction. scripts/check-isa-split.mjs (run by npm test) checks the
 // built objects for exactly this. The avx512fp16 level is detected and selectable; no

@@ -183,11 +183,17 @@ test('no AVX instruction outside the *_avx2 / *_avx512 objects, nor outside thei
   const { checkIsaSplit } = (await import(path.join(root, 'scripts', 'check-isa-split.mjs'))) as {
     checkIsaSplit(dir: string): { checked: string[]; violations: string[] };
   };
-  const { checked, violations } = checkIsaSplit(objdir);
-  for (const o of ['attention_avx512.o', 'gemm_avx2.o', 'gemm_avx512.o', 'model_kernels_avx2.o', 'checksum_avx2.o', 'checksum_avx512.o'])
-    assert.ok(checked.some((c) => c.endsWith(o)), `${o} not among the objects: ${checked.join(', ')}`);
-  assert.ok(checked.some((o) => o.endsWith('isa.o')));
-  assert.equal(violations, []);
+  // node-gyp's objects, and cmake's when the addon under test is the cmake-js build.
+  const dirs = [objdir];
+  const cmakeDir = path.join(root, 'build-cuda', 'CMakeFiles');
+  if (addonPath().startsWith(path.join(root, 'build-cuda') + path.sep) && existsSync(cmakeDir)) dirs.push(cmakeDir);
+  for (const dir of dirs) {
+    const { checked, violations } = checkIsaSplit(dir);
+    for (const o of ['attention_avx512', 'gemm_avx2', 'gemm_avx512', 'model_kernels_avx2', 'checksum_avx2', 'checksum_avx512'])
+      assert.ok(checked.some((c) => c.endsWith(`${o}.o`) || c.endsWith(`${o}.cc.o`)), `${o} not among the objects of ${dir}: ${checked.join(', ')}`);
+    assert.ok(checked.some((o) => /(^|\/)isa(\.cc)?\.o$/.test(o)), `isa.o not among the objects of ${dir}`);
+    assert.equal(violations, [], dir);
+  }
 });
 
 // The child loads the addon file directly and runs one small fp32 decode and a few model
