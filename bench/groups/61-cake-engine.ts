@@ -37,35 +37,12 @@ import { simulate } from '../../lib/sim/simulate.js';
 import { openPrefixStore } from '../../lib/store/index.js';
 import { percentiles } from '../../lib/metrics/percentiles.js';
 import type { CostModel } from '../../lib/cost/cost-model.js';
+import type { EngineStoreOptions } from '../../lib/engine/index.js';
+import { RedisServer, redisSkipReason } from '../../scripts/redis-server.js';
+import { BLOCK, BLOCK_BYTES, CHUNK, CHUNK_BYTES, CONFIG, DEVICE_BLOCKS, HOST_BLOCKS, LAYERS, PROMPT, SEED, STORED, benchPrompt } from '../cake-model.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_act: 'silu',
-  hidden_size: 256,
-  intermediate_size: 704,
-  num_hidden_layers: 8,
-  num_attention_heads: 4,
-  num_key_value_heads: 4,
-  head_dim: 64,
-  vocab_size: 4096,
-  max_position_embeddings: 4096,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  torch_dtype: 'float32',
-};
-const SEED = 5;
-const BLOCK = 16;
-const CHUNK = 256;
-const STORED = 8;
-const SUFFIX = 64;
-const PROMPT = STORED * CHUNK + SUFFIX;
-const LAYERS = CONFIG.num_hidden_layers;
-const BLOCK_BYTES = 2 * CONFIG.num_key_value_heads * CONFIG.head_dim * BLOCK * 4;
-const CHUNK_BYTES = LAYERS * (CHUNK / BLOCK) * BLOCK_BYTES;
-const DEVICE_BLOCKS = 2 * LAYERS * Math.ceil((PROMPT + 8) / BLOCK);
-const HOST_BLOCKS = 2 * STORED * LAYERS * (CHUNK / BLOCK);
 const MODES = ['cake', 'compute-only', 'load-only'] as const;
 type Mode = (typeof MODES)[number];
 
@@ -78,7 +55,9 @@ interface ModeRunner {
   close(): Promise<void>;
 }
 
-async function modeRunner(mode: Mode, dir: string, cap: number, cost: CostModel, modelId: string, prompt: number[]): Promise<ModeRunner> {
+const diskStore = (dir: string, cap: number): EngineStoreOptions => ({ chunkTokens: CHUNK, disk: { dir, capacityBytes: 4 * STORED * CHUNK_BYTES }, memory: false, readBytesPerSecond: cap, log: () => {} });
+
+async function modeRunner(mode: Mode, store: EngineStoreOptions, cost: CostModel, modelId: string, prompt: number[]): Promise<ModeRunner> {
   let steps: number[] = [];
   const engine = await createEngine({
     model: { config: CONFIG, dummySeed: SEED },
@@ -91,7 +70,7 @@ async function modeRunner(mode: Mode, dir: string, cap: number, cost: CostModel,
     blockSize: BLOCK,
     cost,
     modelId,
-    store: { chunkTokens: CHUNK, disk: { dir, capacityBytes: 4 * STORED * CHUNK_BYTES }, memory: false, readBytesPerSecond: cap, log: () => {} },
+    store,
     onStep: (s) => steps.push(s.seconds),
   });
   const run = async () => {
@@ -161,6 +140,45 @@ async function simTtft(mode: Mode, cost: CostModel, bandwidth: number, latency: 
   return [...r.collector.all()][0].tokenTimes[0];
 }
 
+/** Two processes over one Redis: a child computes the prompt and saves its chunks; this
+ *  process then serves it with Cake and with compute-only, taking turns. */
+async function twoProcesses(ctx: BenchContext, cost: CostModel, modelId: string, prompt: number[], reps: number): Promise<Headline[]> {
+  const why = redisSkipReason();
+  if (why) {
+    ctx.progress(`two processes over one Redis: skipped (${why})`);
+    return [];
+  }
+  ctx.progress('two processes over one Redis');
+  const server = await RedisServer.start();
+  try {
+    const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cake-redis-writer.ts');
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', writer, server.url, modelId], { stdio: ['ignore', 'ignore', 'inherit'] });
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cake-engine: the writer process exited ${code}`))));
+    });
+    const store: EngineStoreOptions = { chunkTokens: CHUNK, redis: { url: server.url }, log: () => {} };
+    const cake = await modeRunner('cake', store, cost, modelId, prompt);
+    const compute = await modeRunner('compute-only', store, cost, modelId, prompt);
+    const t = { cake: [] as number[], compute: [] as number[] };
+    let loaded = 0;
+    for (let r = 0; r < reps; r++) {
+      const c = await cake.run();
+      t.cake.push(c.ttft);
+      loaded = c.cached / CHUNK;
+      t.compute.push((await compute.run()).ttft);
+    }
+    await cake.close();
+    await compute.close();
+    const ratio = median(t.cake) / median(t.compute);
+    ctx.table(`Two processes over one Redis (loopback, no cap): the other process computed and saved the prompt; this one serves it (median of ${reps}, taking turns)`, [
+      { 'cake TTFT s': median(t.cake), 'compute-only TTFT s': median(t.compute), 'chunks loaded': loaded, 'cake / compute-only': ratio, 'spread %': 100 * Math.max(spread(t.cake), spread(t.compute)) },
+    ]);
+    return [{ metric: "cake-engine: a second process over one Redis, Cake TTFT / compute-only", value: ratio.toFixed(2), target: '< 1 (the prefix is reused)', met: ratio < 1 && loaded > 0 }];
+  } finally {
+    await server.stop();
+  }
+}
+
 export const group: BenchGroup = {
   name: 'cake-engine',
   title: `Cake on the engine: a stored ${PROMPT}-token prompt on the disk tier at several read caps, vs compute-only and load-only, with the oracle and the simulator (CPU backend, dummy 8-layer model)`,
@@ -175,10 +193,10 @@ export const group: BenchGroup = {
       const modelId = modelIdOfDummy(model.config, SEED);
       const cal = await calibrateEngineCost(model, { deviceKvBytes: DEVICE_BLOCKS * BLOCK_BYTES, maxChunk: CHUNK, maxContext: PROMPT + 64 });
       model.release();
-      const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % CONFIG.vocab_size);
+      const prompt = benchPrompt();
 
       ctx.progress('computing the prompt once and storing its chunks');
-      const first = await modeRunner('compute-only', dir, 0, cal.cost, modelId, prompt);
+      const first = await modeRunner('compute-only', diskStore(dir, 0), cal.cost, modelId, prompt);
       const probe = await first.run();
       await first.close();
       if (probe.steps.length !== STORED + 1) throw new Error(`cake-engine: compute-only took ${probe.steps.length} steps, expected ${STORED + 1}`);
@@ -196,7 +214,7 @@ export const group: BenchGroup = {
         const load = await chunkLoadTimes(dir, cap, modelId, prompt);
         // The three modes take turns, so a drift in the machine's speed hits them alike.
         const runners = {} as Record<Mode, ModeRunner>;
-        for (const m of MODES) runners[m] = await modeRunner(m, dir, cap, cal.cost, modelId, prompt);
+        for (const m of MODES) runners[m] = await modeRunner(m, diskStore(dir, cap), cal.cost, modelId, prompt);
         const ttfts = { cake: [] as number[], 'compute-only': [] as number[], 'load-only': [] as number[] };
         const stepRuns: number[][] = [];
         let cakeLoaded = 0;
@@ -252,7 +270,9 @@ export const group: BenchGroup = {
         rows,
       );
       ctx.record('compute', { steps: lastCompute, suffix: lastSuffix });
+      const shared = await twoProcesses(ctx, cal.cost, modelId, prompt, reps);
       return [
+        ...shared,
         { metric: 'cake-engine: worst Cake / oracle TTFT over caps', value: worstOracle.toFixed(2), target: '<= 1.10', met: worstOracle <= 1.1 },
         { metric: 'cake-engine: worst Cake / better single mode', value: worstSingle.toFixed(2), target: '<= 1.00 within the runs\' spread', met: singleMet },
         { metric: 'cake-engine: worst simulator vs engine deviation (Cake TTFT)', value: `${(100 * worstSim).toFixed(0)}%`, target: '<= 15%', met: worstSim <= 0.15 },

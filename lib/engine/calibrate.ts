@@ -23,7 +23,7 @@ export interface Calibration {
   coef: LinearCoefficients;
   channels: { h2dBandwidth: number; d2hBandwidth: number; transferLatency: number };
   /** Measured vs fitted seconds of every calibration step. */
-  points: { kind: 'decode' | 'prefill'; batch: number; tokens: number; cached: number; measured: number; fitted: number }[];
+  points: { kind: 'decode' | 'prefill' | 'mixed'; batch: number; tokens: number; cached: number; measured: number; fitted: number }[];
   seconds: number;
 }
 
@@ -107,7 +107,7 @@ export async function calibrateEngineCost(model: Model, o: CalibrateOptions): Pr
     for (let s = 0; s < maxSeqs; s++) {
       for (let at = 0; at < maxContext; at += maxChunk) await model.forward(kv.step([{ seq: s, tokens: tok(Math.min(maxChunk, maxContext - at)), start: at, logits: 'none' }])).work;
     }
-    const runs: { kind: 'decode' | 'prefill'; batch: number; tokens: number; cached: number; items: CostItem[]; t: number }[] = [];
+    const runs: { kind: 'decode' | 'prefill' | 'mixed'; batch: number; tokens: number; cached: number; items: CostItem[]; t: number }[] = [];
     for (const batch of [1, 2, 4, 8, maxSeqs]) {
       for (const ctx of [maxContext / 8, maxContext / 2, maxContext]) {
         const items: StepItem[] = Array.from({ length: batch }, (_, s) => ({ seq: s, tokens: [5], start: ctx, logits: 'last' }));
@@ -118,6 +118,16 @@ export async function calibrateEngineCost(model: Model, o: CalibrateOptions): Pr
       for (const k of [0, maxContext / 2]) {
         // Rewrites positions [k, k + chunk) of sequence 0: the cost is the same.
         runs.push({ kind: 'prefill', batch: 1, tokens: chunk, cached: k, items: [{ phase: 'prefill', tokens: chunk, cachedBefore: k }], t: await time([{ seq: 0, tokens: tok(chunk), start: k, logits: 'last' }]) });
+      }
+    }
+    // Mixed steps, as continuous batching runs them: a prefill chunk beside decodes (on a
+    // CPU their costs add up, but the GEMMs over more rows run at a different efficiency).
+    for (const chunk of [maxChunk / 4, maxChunk]) {
+      for (const batch of [4, 8]) {
+        const ctx = maxContext / 2;
+        const items: StepItem[] = [{ seq: 0, tokens: tok(chunk), start: 0, logits: 'last' }, ...Array.from({ length: batch }, (_, i) => ({ seq: i + 1, tokens: [5], start: ctx, logits: 'last' as const }))];
+        const costItems: CostItem[] = [{ phase: 'prefill', tokens: chunk, cachedBefore: 0 }, ...Array.from({ length: batch }, () => ({ phase: 'decode' as const, tokens: 1, cachedBefore: ctx }))];
+        runs.push({ kind: 'mixed', batch: batch + 1, tokens: chunk + batch, cached: ctx, items: costItems, t: await time(items) });
       }
     }
     // Relative errors matter, not absolute ones: weight each point by 1 / its time.

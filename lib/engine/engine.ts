@@ -68,6 +68,8 @@ class EngineImpl implements Engine {
   private readonly opts: EngineOptions;
   private readonly cost: CostModel;
   private lookupErrors = 0;
+  /** The start-up request is running: its steps are not reported. */
+  private warming = false;
   private readonly totals = { requests: 0, finished: 0, aborted: 0, rejected: 0, promptTokens: 0, cachedTokens: 0, generatedTokens: 0, preemptions: 0, offloadedBytes: 0, loadedBytes: 0, savedBytes: 0 };
 
   constructor(o: { opts: EngineOptions; be: Backend; model: Model; tokenizer: Tokenizer | null; pools: { device: KVPool; host: KVPool }; hostBlocks: number; cost: CostModel; policy: PolicyName; maxWaiting: number; store: { store: PrefixStore; owned: boolean } | null }) {
@@ -117,7 +119,7 @@ class EngineImpl implements Engine {
           this.issueEwma = this.issueEwma === 0 ? this.executor.lastIssueSeconds : 0.9 * this.issueEwma + 0.1 * this.executor.lastIssueSeconds;
         }
         this.dispatch(events);
-        if (this.opts.onStep && plan.compute.length > 0) {
+        if (this.opts.onStep && plan.compute.length > 0 && !this.warming) {
           let prefill = 0;
           let decode = 0;
           for (const c of plan.compute) if (c.phase === 'decode') decode += c.tokens;
@@ -396,6 +398,29 @@ class EngineImpl implements Engine {
     await this.close();
   }
 
+  /** One short request before the engine is handed out, so the first caller's steps do not
+   *  pay for first-touch page faults and the kernels' first runs; then the counters start
+   *  from zero. Its prompt is shorter than a chunk, so the prefix store is not involved. */
+  async warmUp(): Promise<void> {
+    const c = this.model.config;
+    const perLayer = Math.floor(this.pools.device.numBlocks / c.numLayers) * this.pools.device.layout.blockSize;
+    const n = Math.min(this.opts.maxBatchedTokens ?? 2048, 64, c.maxContextLen - 2, (this.store?.chunkTokens ?? Infinity) - 1, perLayer - 2);
+    if (n < 1) return;
+    this.warming = true;
+    try {
+      await this.generate(Int32Array.from({ length: n }, (_, i) => i % c.vocabSize), { maxTokens: 2, ignoreEos: true, requestId: 'kvcake-warm-up' }).result;
+    } catch (err) {
+      // A pool too small for even this request rejects it; the engine still serves what fits.
+      if (!(err instanceof RangeError)) throw err;
+    } finally {
+      this.warming = false;
+    }
+    for (const k of Object.keys(this.totals) as (keyof typeof this.totals)[]) this.totals[k] = 0;
+    this.steps = 0;
+    this.stepEwma = 0;
+    this.issueEwma = 0;
+  }
+
   /** @internal Live bytes per tier, for tests that everything was freed. */
   liveBytes(): { device: number; host: number } {
     return { device: this.be.liveBytes('device'), host: this.be.liveBytes('host') };
@@ -429,6 +454,7 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
   }
   let pools: { device: KVPool; host: KVPool } | null = null;
   let store: { store: PrefixStore; owned: boolean } | null = null;
+  let engine: EngineImpl;
   try {
     const c = model.config;
     const kvDtype: DType = model.dtype;
@@ -452,7 +478,7 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     }
     // A pool cannot be empty: with no host memory the host pool has one block the scheduler
     // never hands out.
-    return new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting, store });
+    engine = new EngineImpl({ opts, be, model, tokenizer, pools, hostBlocks, cost, policy, maxWaiting, store });
   } catch (err) {
     if (store?.owned) await store.store.close();
     pools?.device.release();
@@ -460,6 +486,16 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     model.release();
     throw err;
   }
+  if (opts.warmUp ?? true) {
+    try {
+      await engine.warmUp();
+    } catch (err) {
+      // close() releases the pools, the model and a store the engine opened.
+      await engine.close();
+      throw err;
+    }
+  }
+  return engine;
 }
 
 export type { EngineImpl };

@@ -58,6 +58,9 @@ export interface EngineOptions {
    *  safetensors headers and sampled weight bytes; see lib/engine/prefix.ts). Name the
    *  weights' revision here when several servers share a store. */
   modelId?: string;
+  /** Run one short request before createEngine resolves, so the first real request does not
+   *  pay for first-touch page faults and first kernel runs (default true). */
+  warmUp?: boolean;
   /** Pins Cake's split at chunk k for every request (chunks [0, k) computed, the rest
    *  loaded). For tests and ablations; default: planned per step. */
   cakeSplit?: number;

@@ -1,0 +1,35 @@
+// The model and prompt of the cake-engine benchmark, shared by the group and its Redis
+// writer process.
+export const CONFIG = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_act: 'silu',
+  hidden_size: 256,
+  intermediate_size: 704,
+  num_hidden_layers: 8,
+  num_attention_heads: 4,
+  num_key_value_heads: 4,
+  head_dim: 64,
+  vocab_size: 4096,
+  max_position_embeddings: 4096,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  torch_dtype: 'float32',
+};
+export const SEED = 5;
+export const BLOCK = 16;
+export const CHUNK = 256;
+export const STORED = 8;
+export const SUFFIX = 64;
+export const PROMPT = STORED * CHUNK + SUFFIX;
+export const LAYERS = CONFIG.num_hidden_layers;
+export const BLOCK_BYTES = 2 * CONFIG.num_key_value_heads * CONFIG.head_dim * BLOCK * 4;
+export const CHUNK_BYTES = LAYERS * (CHUNK / BLOCK) * BLOCK_BYTES;
+export const DEVICE_BLOCKS = 2 * LAYERS * Math.ceil((PROMPT + 8) / BLOCK);
+export const HOST_BLOCKS = 2 * STORED * LAYERS * (CHUNK / BLOCK);
+
+/** The stored prompt: STORED chunks of CHUNK tokens, then SUFFIX tokens. */
+export function benchPrompt(): number[] {
+  return Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % CONFIG.vocab_size);
+}
