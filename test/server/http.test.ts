@@ -193,7 +193,10 @@ test('http: a full engine queue is a 429 with Retry-After; the others complete',
 
 test('http: shutdown lets a short request finish, aborts a long one after the grace period, then releases the engine', async () => {
   const s = await serveTiny();
-  const short = postJson(`${s.url}/v1/completions`, { prompt: [5, 6, 7], max_tokens: 5, ignore_eos: true });
+  // The long request (about 1000 steps) runs first; the short one (5 steps) joins it, and the
+  // close comes once both reached the engine, so the short one finishes within the grace
+  // period and the long one cannot.
+  let short: ReturnType<typeof postJson> | undefined;
   const long = await new Promise<string>((resolve) => {
     const req = http.request(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
       let body = '';
@@ -202,12 +205,17 @@ test('http: shutdown lets a short request finish, aborts a long one after the gr
       res.on('end', () => resolve(body));
     });
     req.end(JSON.stringify({ prompt: [1, 2, 3], max_tokens: 1000, ignore_eos: true, stream: true }));
-    void until(() => s.engine.stats().running >= 1, 'the long request').then(() => void s.server.close(300));
+    void until(() => s.engine.stats().running >= 1, 'the long request')
+      .then(() => {
+        short = postJson(`${s.url}/v1/completions`, { prompt: [5, 6, 7], max_tokens: 5, ignore_eos: true });
+        return until(() => s.engine.stats().totals.requests >= 2, 'the short request');
+      })
+      .then(() => void s.server.close(100));
   });
   assert.match(long, /"code":"shutting_down"/);
   assert.ok(long.trimEnd().endsWith('data: [DONE]'));
-  const r = await short;
-  assert.is(r.status, 200);
+  const r = await short!;
+  assert.is(r.status, 200, r.text);
   await s.server.closed;
   // Closed: new requests cannot connect, and the engine refuses work.
   assert.throws(() => s.engine.generate([1], { maxTokens: 1 }), /closed/);

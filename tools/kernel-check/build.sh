@@ -6,5 +6,5 @@ set -e
 cd "$(dirname "$0")/../.."
 out="${1:-build/kernel-check}"
 mkdir -p "$(dirname "$out")"
-exec g++ -std=c++17 -O3 -Icsrc tools/kernel-check/main.cc csrc/cpu/attention*.cc csrc/cpu/kernels_*.cc \
+exec g++ -std=c++17 -O3 -I. -Icsrc tools/kernel-check/main.cc tools/kernel-check/bench.cc csrc/cpu/attention*.cc csrc/cpu/kernels_*.cc \
   csrc/cpu/isa.cc csrc/common/thread_pool.cc -o "$out" -lpthread
