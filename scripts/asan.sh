@@ -33,6 +33,7 @@ if [ "${ASAN_SKIP_BUILD:-0}" != 1 ]; then
   mkdir -p "$src"
   # The same binding.gyp over the same sources, built in its own directory.
   ln -s "$root/csrc" "$src/csrc"
+  ln -s "$root/scripts" "$src/scripts"
   ln -s "$root/node_modules" "$src/node_modules"
   cp binding.gyp "$src/"
   flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
