@@ -151,6 +151,10 @@ void ModelRunner::validate(const ForwardStep& s) const {
   if (!s.waitBeforeLayer.empty() && int64_t(s.waitBeforeLayer.size()) != L)
     fail(o, ": waitBeforeLayer has ", s.waitBeforeLayer.size(), " entries but numLayers is ", L);
   std::vector<int32_t> stage;
+  // Copies that run on the compute queue (device to device), directly or through `after`:
+  // on a backend whose compute queue is the thread running the step they start only once
+  // the step ends, so one of them gating a layer of this step would wait forever.
+  std::vector<char> onCompute;
   for (size_t i = 0; i < s.copies.size(); ++i) {
     const LayerCopy& cp = s.copies[i];
     try {
@@ -165,14 +169,21 @@ void ModelRunner::validate(const ForwardStep& s) const {
     if (cp.afterLayer < -1 || cp.afterLayer >= L) fail(o, ": copies[", i, "].afterLayer = ", cp.afterLayer, " is out of range [-1, ", L, ")");
     if (cp.beforeLayer < -1 || cp.beforeLayer >= L) fail(o, ": copies[", i, "].beforeLayer = ", cp.beforeLayer, " is out of range [-1, ", L, ")");
     int32_t st = cp.afterLayer;
+    bool compute = cp.op.src.mem->tier == Tier::Device && cp.op.dst.mem->tier == Tier::Device;
     for (size_t j = 0; j < cp.after.size(); ++j) {
       const int32_t d = cp.after[j];
       if (d < 0 || size_t(d) >= i) fail(o, ": copies[", i, "].after[", j, "] = ", d, " must name an earlier copy of this step, in [0, ", i, ")");
       st = std::max(st, stage[size_t(d)]);
+      compute = compute || onCompute[size_t(d)];
     }
     if (cp.beforeLayer >= 0 && cp.beforeLayer <= st)
       fail(o, ": copies[", i, "] gates layer ", cp.beforeLayer, " but can start only after layer ", st);
+    if (cp.beforeLayer >= 0 && compute)
+      fail(o, ": copies[", i, "] gates layer ", cp.beforeLayer,
+           " but is (or waits for) a device to device copy, which runs on the compute queue after the step; "
+           "copy between device blocks in an earlier step");
     stage.push_back(st);
+    onCompute.push_back(compute ? 1 : 0);
   }
 }
 

@@ -270,6 +270,52 @@ forEachBackend('forward runner', (test, be, kind) => {
     }
   });
 
+  test('step copies: a reload gating layer 1 restores clobbered blocks inside the step; copies that could not run in time are refused', async () => {
+    const b = be();
+    const rng = new Rng(18);
+    const m = buildTiny(b, 19, { heads: 4, kvHeads: 2, vocab: 200, dtype: 'fp32', layers: 3 });
+    const pool = b.createPool({ tier: 'device', numBlocks: 16, numKvHeads: 2, headDim: 64, blockSize: 16, dtype: 'fp32' });
+    const host = b.createPool({ tier: 'host', numBlocks: 16, numKvHeads: 2, headDim: 64, blockSize: 16, dtype: 'fp32' });
+    try {
+      const pg = new Paged(pool, 3, 1, 2, rng);
+      const prompt = Array.from({ length: 20 }, () => rng.int(0, 199));
+      const r1 = await m.runner.forward(pg.step([{ seq: 0, tokens: prompt, start: 0 }], 2, [19])).work;
+      const blocks = pg.tables[0][1];
+      await b.copyBlocks(pool, host, Int32Array.from(blocks.flatMap((x, i) => [x, i])));
+      for (const x of blocks) await pool.write(new Float32Array(pool.layout.blockStride).fill(NaN), { firstBlock: x });
+      const next = r1.tokenIds[0];
+      const back = Int32Array.from(blocks.flatMap((x, i) => [i, x]));
+      const base = pg.step([{ seq: 0, tokens: [next], start: 20 }], 2, [0]);
+      // Issued after layer 0, gating layer 1: layer 1 reads the restored blocks, not NaN.
+      const f = m.runner.forward({ ...base, copies: [{ src: host, dst: pool, pairs: back, afterLayer: 0, beforeLayer: 1 }] });
+      assert.is(f.copies.length, 1);
+      const r2 = await f.work;
+      await Promise.all(f.copies);
+      compareLogits(r2.logits!, refForward(m.ref, [...prompt, next]), [20], 200, 1e-4, 'after an in-step reload');
+      assert.throws(() => m.runner.forward({ ...base, copies: [{ src: host, dst: pool, pairs: back, afterLayer: 1, beforeLayer: 1 }] }), /forward: copies\[0\] gates layer 1 but can start only after layer 1/);
+      assert.throws(
+        () => m.runner.forward({ ...base, copies: [{ src: host, dst: pool, pairs: back, afterLayer: 1 }, { src: host, dst: pool, pairs: Int32Array.of(3, 9), after: [0], beforeLayer: 1 }] }),
+        /forward: copies\[1\] gates layer 1 but can start only after layer 1/,
+      );
+      // A device-to-device copy runs on the compute queue: it cannot gate a layer of the step it rides in.
+      assert.throws(() => m.runner.forward({ ...base, copies: [{ src: pool, dst: pool, pairs: Int32Array.of(10, 11), beforeLayer: 2 }] }), /forward: copies\[0\] gates layer 2 but is \(or waits for\) a device to device copy/);
+      assert.throws(
+        () => m.runner.forward({ ...base, copies: [{ src: pool, dst: pool, pairs: Int32Array.of(10, 11) }, { src: host, dst: pool, pairs: Int32Array.of(3, 12), after: [0], beforeLayer: 2 }] }),
+        /forward: copies\[1\] gates layer 2 but is \(or waits for\) a device to device copy/,
+      );
+      // Not gating anything, it is fine: it runs once the step's layers are done.
+      const f3 = m.runner.forward({ ...base, copies: [{ src: pool, dst: pool, pairs: Int32Array.of(blocks[0], 13), afterLayer: 2 }] });
+      await f3.work;
+      await Promise.all(f3.copies);
+      assert.equal(Array.from(await pool.read({ firstBlock: 13, numBlocks: 1 })), Array.from(await pool.read({ firstBlock: blocks[0], numBlocks: 1 })));
+    } finally {
+      pool.release();
+      host.release();
+      m.runner.release();
+      for (const t of m.tensors) t.release();
+    }
+  });
+
   test('sampling in the step: per-row seeds give the same ids whatever the batch', async () => {
     const b = be();
     const rng = new Rng(12);
