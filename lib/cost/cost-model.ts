@@ -29,6 +29,11 @@ export interface CostModel {
   stepTime(items: readonly CostItem[]): number;
   /** Seconds of one prefill chunk of `tokens` tokens after `cachedBefore`, alone in its step. */
   prefillChunkTime(tokens: number, cachedBefore: number): number;
+  /** True where the executor's copies between the tiers run on the cores that run the
+   *  forward pass (the CPU backend: a copy is memcpy on the same thread pool), so a step
+   *  that carries copies takes its compute time plus theirs. False or absent: the copies
+   *  have engines of their own (a GPU's DMA) and overlap compute. */
+  readonly copiesShareCompute?: boolean;
   channel(c: Channel): ChannelSpec;
   /** bytes / bandwidth + latency of the channel. */
   transferTime(bytes: number, c: Channel): number;

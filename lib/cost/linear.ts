@@ -25,9 +25,10 @@ export class LinearCost implements CostModel {
   readonly kvBytesPerTokenLayer: number;
   readonly deviceKvBytes: number;
   readonly coef: Readonly<LinearCoefficients>;
+  readonly copiesShareCompute: boolean;
   private readonly channels: Record<Channel, ChannelSpec>;
 
-  constructor(o: { numLayers: number; kvBytesPerTokenLayer: number; deviceKvBytes: number; coef: LinearCoefficients; channels: Record<Channel, ChannelSpec> }) {
+  constructor(o: { numLayers: number; kvBytesPerTokenLayer: number; deviceKvBytes: number; coef: LinearCoefficients; channels: Record<Channel, ChannelSpec>; copiesShareCompute?: boolean }) {
     for (const [k, v] of Object.entries(o.coef)) if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`LinearCost: coef.${k} must be a finite number >= 0, got ${v}`);
     for (const ch of ['h2d', 'd2h', 'storage'] as const) {
       const s = o.channels[ch];
@@ -37,6 +38,7 @@ export class LinearCost implements CostModel {
     this.kvBytesPerTokenLayer = o.kvBytesPerTokenLayer;
     this.deviceKvBytes = o.deviceKvBytes;
     this.coef = { ...o.coef };
+    this.copiesShareCompute = o.copiesShareCompute ?? false;
     this.channels = { h2d: { ...o.channels.h2d }, d2h: { ...o.channels.d2h }, storage: { ...o.channels.storage } };
   }
 

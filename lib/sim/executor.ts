@@ -3,7 +3,9 @@
 // (lib/contract/plan.ts): a step's compute time comes from the cost model and is split evenly
 // over the layers; a transfer is ready at the step's start, after layer afterLayer, and after
 // the transfers in `after`; each channel takes the plan's transfers by stage, in issue order
-// within a stage; layer beforeLayer waits for its transfer. Everything is deterministic: no
+// within a stage; layer beforeLayer waits for its transfer. Where the cost model says the
+// copies share the compute cores (cost.copiesShareCompute: the CPU backend), a step's compute
+// also takes the time of the h2d and d2h copies it carries. Everything is deterministic: no
 // wall clock, no randomness. It computes no tokens: every emitting item samples
 // PLACEHOLDER_TOKEN.
 import type { ChannelSpec, CostModel } from '../cost/cost-model.js';
@@ -163,8 +165,11 @@ export class SimExecutor implements Executor {
     enqueueStage(-1, start);
     let end = start;
     if (plan.compute.length > 0) {
-      const t = this.cost.stepTime(plan.compute);
+      let t = this.cost.stepTime(plan.compute);
       if (!(t >= 0 && Number.isFinite(t))) throw new RangeError(`SimExecutor: cost.stepTime must return a finite number of seconds >= 0, got ${t} for step ${plan.step}`);
+      // Copies done by the compute cores lengthen the step by their own time (they still
+      // complete on their channel's clock, for the layers and transfers that wait on them).
+      if (this.cost.copiesShareCompute === true) for (const tr of ts) if (tr.channel !== 'storage') t += this.cost.transferTime(tr.bytes, tr.channel);
       const per = t / L;
       let clock = start;
       for (let l = 0; l < L; l++) {

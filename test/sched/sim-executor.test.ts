@@ -85,6 +85,16 @@ test('idle moves to the next completion or the deadline, whichever is first', as
   close(r.end, 1);
 });
 
+test('copies that share the compute cores lengthen the step by their time; on their own engines they overlap it', async () => {
+  // Step: 10 ms + 1 ms per token = 40 ms for 30 tokens; the offload is 10 ms of d2h, the store read is not a copy.
+  const read: Transfer = { id: 3, seq: 'a', kind: 'prefix-read', channel: 'storage', bytes: 1e8, chunk: { index: 0, hash: 'h' }, moves: [] } as unknown as Transfer;
+  const p = () => plan([{ ...decode, tokens: 30, phase: 'prefill' }], [tr(1, { afterLayer: 0 }), tr(2, { channel: 'h2d' }), read]);
+  const apart = await new SimExecutor(fakeCost()).execute(p());
+  close(apart.end, 0.04);
+  const shared = await new SimExecutor({ ...fakeCost(), copiesShareCompute: true }).execute(p());
+  close(shared.end, 0.06);
+});
+
 test('bad transfers are refused with the field named', () => {
   const ex = new SimExecutor(fakeCost());
   assert.throws(() => ex.executeSync(plan([decode], [tr(1, { beforeLayer: 9 })])), /beforeLayer must be a layer in \[0, 4\)/);
