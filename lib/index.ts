@@ -28,7 +28,7 @@ export type { RunnerConfig, RunnerWeights, LayerWeights, ForwardStep, ForwardRes
 // Models: config.json, safetensors, tokenizer, loadModel (lib/model).
 export * from './model/index.js';
 // The engine: continuous batching over real KV pools, with token streams (lib/engine).
-export { createEngine, EngineExecutor, engineCost, calibrateEngineCost, EngineBusyError, EngineClosedError, engineFingerprint, modelIdOfDir, modelIdOfDummy } from './engine/index.js';
+export { createEngine, EngineExecutor, engineCost, calibrateEngineCost, fitEngineSteps, EngineBusyError, EngineClosedError, engineFingerprint, modelIdOfDir, modelIdOfDummy } from './engine/index.js';
 export type { Engine, EngineOptions, EngineModel, GenerateOptions, Generation, GenerationResult, GenerationStats, TokenChunk, FinishReason as GenerationFinishReason, EngineStats, TierUsage, StepReport, SeqInfo, SeqTraffic, Calibration, CalibrateOptions, EngineCostOptions, EngineStoreOptions } from './engine/index.js';
 export { LinearCost, RooflineCost, type LinearCoefficients } from './cost/index.js';
 // The prefix KV store: memory, local disk and Redis tiers behind one interface.

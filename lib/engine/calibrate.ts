@@ -38,14 +38,14 @@ export interface CalibrateOptions {
   blockSize?: number;
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 }
 
 /** Non-negative least squares y ~ X beta by solving the normal equations on the active
  *  set, dropping a column whose coefficient comes out negative until none does. */
-function nnls(X: number[][], y: number[]): number[] {
+export function nnls(X: number[][], y: number[]): number[] {
   const p = X[0].length;
   const active = new Set(Array.from({ length: p }, (_, j) => j));
   for (;;) {
@@ -141,6 +141,8 @@ export async function calibrateEngineCost(model: Model, o: CalibrateOptions): Pr
       deviceKvBytes: o.deviceKvBytes,
       coef,
       channels: { h2d: { bandwidth: copy.h2d, latency: copy.latency }, d2h: { bandwidth: copy.d2h, latency: copy.latency }, storage: { ...DEFAULT_STORAGE } },
+      // The CPU backend's copies are memcpy on the thread pool that runs the forward pass.
+      copiesShareCompute: be.name === 'cpu',
     });
     return {
       cost,

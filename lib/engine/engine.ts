@@ -124,7 +124,10 @@ class EngineImpl implements Engine {
           let decode = 0;
           for (const c of plan.compute) if (c.phase === 'decode') decode += c.tokens;
           else prefill += c.tokens;
-          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, predictedSeconds: this.cost.stepTime(plan.compute), issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, stats: this.stats() };
+          const copyBytes = { h2d: 0, d2h: 0 };
+          for (const t of plan.transfers) if (t.channel !== 'storage') copyBytes[t.channel] += t.bytes;
+          const items = plan.compute.map((c) => ({ phase: c.phase, tokens: c.tokens, cachedBefore: c.cachedBefore }));
+          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, predictedSeconds: this.cost.stepTime(plan.compute), issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, items, copyBytes, stats: this.stats() };
           this.opts.onStep(report);
         }
       },

@@ -1,6 +1,7 @@
 // The engine's public shapes: what a Node app (and the HTTP server) sees. The engine runs the
 // scheduler's plans on a model over real KV pools, one step at a time, and streams tokens.
 import type { DType } from '../backend/dtype.js';
+import type { CostItem } from '../cost/cost-model.js';
 import type { ModelConfig } from '../model/config.js';
 import type { PolicyName } from '../sched/index.js';
 import type { PrefixStore, StoreStats } from '../store/store.js';
@@ -171,6 +172,10 @@ export interface StepReport {
   prefillTokens: number;
   decodeTokens: number;
   transfers: number;
+  /** The step's compute as the cost model sees it (one entry per sequence). */
+  items: readonly CostItem[];
+  /** Bytes of the step's copies between the tiers (h2d and d2h; store reads and writes not included). */
+  copyBytes: { h2d: number; d2h: number };
   stats: EngineStats;
 }
 

@@ -74,6 +74,23 @@ for (const policy of ['baseline', 'layerkv'] as const) {
   }
 }
 
+test('engine: step reports carry the step\'s cost items and its copy bytes (what fitEngineSteps refits on)', async () => {
+  const reports: import('../../lib/engine/types.js').StepReport[] = [];
+  const engine = await engineFor({ policy: 'layerkv', onStep: (r) => reports.push(r) });
+  const reqs = workload(2, 12);
+  await Promise.all(reqs.map((r) => engine.generate(r.prompt, { maxTokens: r.maxTokens, ignoreEos: true }).result));
+  await engine.close();
+  assert.ok(reports.length > 0);
+  for (const r of reports) {
+    assert.is(r.items.reduce((a, x) => a + x.tokens, 0), r.prefillTokens + r.decodeTokens, `step ${r.step}`);
+    assert.is(r.items.filter((x) => x.phase === 'decode').length, r.decodeTokens);
+    if (r.transfers === 0) assert.equal(r.copyBytes, { h2d: 0, d2h: 0 });
+  }
+  const d2h = reports.reduce((a, r) => a + r.copyBytes.d2h, 0);
+  const h2d = reports.reduce((a, r) => a + r.copyBytes.h2d, 0);
+  assert.ok(d2h > 0 && h2d > 0, `LayerKV under pressure copies both ways (d2h ${d2h}, h2d ${h2d})`);
+});
+
 test('engine: every policy name is accepted and gives the reference tokens on a light load', async () => {
   const reqs = workload(3, 3);
   for (const policy of POLICIES) {

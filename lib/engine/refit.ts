@@ -1,0 +1,88 @@
+// Refits a calibrated cost model to the steps an engine really ran (its onStep reports), so
+// the simulator predicts the engine from the engine's own steps and not only from the model
+// run alone (calibrate.ts). What the engine adds over the model alone, and what the fit
+// therefore absorbs:
+//   - the host time between two steps run back to back: the scheduler's schedule(), the
+//     dispatch of the step's tokens to their streams, timers of new arrivals. The simulator
+//     starts its next step the instant the last one ends, so this time belongs in the step's
+//     cost (it lands in t0 and perItem);
+//   - scattered block tables, sampling in the step, caches shared with the rest of the
+//     process.
+// Copies between the tiers are not fitted here: where they share the compute cores
+// (copiesShareCompute) the simulator adds their time from the measured copy bandwidth, so
+// that time is taken out of each step before the fit. Channels are kept as calibrated.
+import { LinearCost, type LinearCoefficients } from '../cost/linear.js';
+import { nnls } from './calibrate.js';
+import type { StepReport } from './types.js';
+
+export interface StepFit {
+  cost: LinearCost;
+  coef: LinearCoefficients;
+  /** Steps the fit used (those with compute). */
+  steps: number;
+  /** Mean host seconds between back-to-back steps, folded into the fit. */
+  meanGapSeconds: number;
+  /** Per kind of step: how many, and the mean measured and fitted seconds (gap included). */
+  byKind: { kind: 'decode' | 'prefill' | 'mixed'; steps: number; measured: number; fitted: number }[];
+}
+
+export interface StepFitOptions {
+  /** A gap up to this many seconds counts as host time between back-to-back steps; a
+   *  longer one is the engine idling for an arrival (1 ms). */
+  maxGapSeconds?: number;
+}
+
+export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[], o: StepFitOptions = {}): StepFit {
+  const maxGap = o.maxGapSeconds ?? 1e-3;
+  if (!(maxGap >= 0 && Number.isFinite(maxGap))) throw new RangeError(`fitEngineSteps: maxGapSeconds must be a finite number >= 0, got ${maxGap}`);
+  const steps = [...reports].filter((r) => r.items.length > 0).sort((a, b) => a.startedAt - b.startedAt);
+  if (steps.length < 8) throw new RangeError(`fitEngineSteps: needs at least 8 steps with compute, got ${steps.length}`);
+  const copyTime = (r: StepReport) =>
+    base.copiesShareCompute ? (['h2d', 'd2h'] as const).reduce((a, ch) => a + (r.copyBytes[ch] > 0 ? r.copyBytes[ch] / base.channel(ch).bandwidth : 0), 0) : 0;
+  let gapSum = 0;
+  let gaps = 0;
+  const y = steps.map((r, i) => {
+    const next = steps[i + 1];
+    let gap = next ? next.startedAt - (r.startedAt + r.seconds) : 0;
+    if (!(gap >= 0 && gap <= maxGap)) gap = 0;
+    else if (next) {
+      gapSum += gap;
+      gaps++;
+    }
+    return Math.max(1e-7, r.seconds + gap - copyTime(r));
+  });
+  // Relative errors matter, as in the calibration: each step weighted by 1 / its time. And
+  // each kind of step (decode only, prefill only, both) weighs the same in total: a run has
+  // hundreds of decode steps for a few prefills, and TTFT rides on the prefills.
+  const kindOf = (r: StepReport) => (r.prefillTokens > 0 ? (r.decodeTokens > 0 ? 'mixed' : 'prefill') : 'decode');
+  const count = new Map<string, number>();
+  for (const r of steps) count.set(kindOf(r), (count.get(kindOf(r)) ?? 0) + 1);
+  const w = steps.map((r, i) => 1 / (y[i] * Math.sqrt(count.get(kindOf(r))!)));
+  const X = steps.map((r, i) => [1, ...LinearCost.features(r.items)].map((v) => v * w[i]));
+  const beta = nnls(X, steps.map((_, i) => y[i] * w[i]));
+  const coef: LinearCoefficients = { t0: beta[0], perItem: beta[1], perToken: beta[2], perPair: beta[3], perKvToken: beta[4] };
+  const cost = new LinearCost({
+    numLayers: base.numLayers,
+    kvBytesPerTokenLayer: base.kvBytesPerTokenLayer,
+    deviceKvBytes: base.deviceKvBytes,
+    coef,
+    channels: { h2d: base.channel('h2d'), d2h: base.channel('d2h'), storage: base.channel('storage') },
+    copiesShareCompute: base.copiesShareCompute,
+  });
+  const kinds = new Map<'decode' | 'prefill' | 'mixed', { steps: number; measured: number; fitted: number }>();
+  steps.forEach((r, i) => {
+    const kind = kindOf(r);
+    const k = kinds.get(kind) ?? { steps: 0, measured: 0, fitted: 0 };
+    k.steps++;
+    k.measured += y[i];
+    k.fitted += cost.stepTime(r.items);
+    kinds.set(kind, k);
+  });
+  return {
+    cost,
+    coef,
+    steps: steps.length,
+    meanGapSeconds: gaps > 0 ? gapSum / gaps : 0,
+    byKind: [...kinds].map(([kind, k]) => ({ kind, steps: k.steps, measured: k.measured / k.steps, fitted: k.fitted / k.steps })),
+  };
+}
