@@ -29,7 +29,8 @@ for (const f of files) {
   const mod = (await import(pathToFileURL(path.join(here, 'groups', f)).href)) as { group?: BenchGroup };
   if (mod.group) groups.push(mod.group);
 }
-const selected = groups.filter((g) => filters.length === 0 || filters.some((p) => g.name.includes(p)));
+// A filter naming a group exactly selects that group only; otherwise it selects every group whose name contains it.
+const selected = groups.filter((g) => filters.length === 0 || filters.some((p) => (groups.some((h) => h.name === p) ? g.name === p : g.name.includes(p))));
 if (selected.length === 0) {
   console.error(`no benchmark group matches ${filters.join(', ')}; groups: ${groups.map((g) => g.name).join(', ')}`);
   process.exit(2);
