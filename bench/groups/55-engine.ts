@@ -5,9 +5,10 @@
 //   1. A dummy Llama-shaped model (real shapes, seeded weights) is loaded and the cost model
 //      is fitted to it by running it alone (calibrateEngineCost: decode batches, prefill
 //      chunks and mixed steps, least squares; copies between the pools).
-//   2. A calibration run through the engine (baseline, its own requests, seed 99) refits
-//      the step costs to the steps the engine really ran, host time between back-to-back
-//      steps included (fitEngineSteps). That refitted model is both what the engine's
+//   2. A calibration run through the engine (baseline, its own requests) refits the step
+//      costs to the steps the engine really ran, host time between back-to-back steps
+//      included (fitEngineSteps), once before the rows and again right before each rate's
+//      rows (the machine's speed drifts over minutes). That refitted model is both what the engine's
 //      scheduler plans with and the simulator's preset for this machine; the copies between
 //      the tiers keep their measured bandwidth and, on the CPU, lengthen the step that
 //      carries them (they run on the same cores: copiesShareCompute).
@@ -61,13 +62,15 @@ interface RunStats {
   tokPerSec: number;
   slo: number;
   done: number;
+  /** MiB LayerKV moved to the host tier (offloads and swaps). */
+  offloadMiB: number;
 }
 
 function summarize(rows: { ttft: number; tpot: number; tokens: number; end: number; arrival: number }[], span: number): RunStats {
   const t = percentiles(rows.map((r) => r.ttft));
   const p = percentiles(rows.filter((r) => Number.isFinite(r.tpot)).map((r) => r.tpot));
   const ok = rows.filter((r) => r.ttft <= TTFT_SLO && (!Number.isFinite(r.tpot) || r.tpot <= TPOT_SLO)).length;
-  return { ttftMean: t.mean, ttftP99: t.p99, tpotMean: p.mean, tpotP99: p.p99, tokPerSec: rows.reduce((a, r) => a + r.tokens, 0) / span, slo: ok / rows.length, done: rows.length };
+  return { ttftMean: t.mean, ttftP99: t.p99, tpotMean: p.mean, tpotP99: p.p99, tokPerSec: rows.reduce((a, r) => a + r.tokens, 0) / span, slo: ok / rows.length, done: rows.length, offloadMiB: 0 };
 }
 
 async function runEngine(engine: Engine, reqs: Request[]): Promise<RunStats> {
@@ -84,7 +87,7 @@ async function runEngine(engine: Engine, reqs: Request[]): Promise<RunStats> {
     ),
   );
   const span = Math.max(...results.map((r) => r.end)) - Math.min(...reqs.map((r) => r.arrival));
-  return summarize(results, span);
+  return { ...summarize(results, span), offloadMiB: engine.stats().totals.offloadedBytes / 2 ** 20 };
 }
 
 async function runSim(policy: PolicyName, reqs: Request[], cost: CostModel, pools: { device: number; host: number }, budget: number): Promise<RunStats> {
@@ -95,7 +98,7 @@ async function runSim(policy: PolicyName, reqs: Request[], cost: CostModel, pool
     const n = x.tokenTimes.length;
     return { ttft: x.tokenTimes[0] - x.arrival, tpot: n > 1 ? (x.tokenTimes[n - 1] - x.tokenTimes[0]) / (n - 1) : NaN, tokens: n, end: x.finishedAt ?? 0, arrival: x.arrival };
   });
-  return summarize(rows, r.metrics.duration);
+  return { ...summarize(rows, r.metrics.duration), offloadMiB: scheduler.stats.offloadedBytes / 2 ** 20 };
 }
 
 /** Median host seconds to issue a step of 64 decodes on a 32-layer model. */
@@ -166,14 +169,18 @@ export const group: BenchGroup = {
         cost,
         onStep,
       });
-    ctx.progress('calibration run through the engine (baseline, its own requests)');
-    const calSteps: StepReport[] = [];
-    {
+    // A calibration run through the engine (baseline, its own requests), refitted: once
+    // before the rows (the table below, and the rates), then again right before each rate's
+    // rows, so the machine's speed has minutes less to drift between the fit and the runs.
+    const calibrationRun = async (seed: number) => {
+      const calSteps: StepReport[] = [];
       const e = await engineFor('baseline', cal.cost, (s) => calSteps.push(s));
-      await runEngine(e, workload(40, 0.8 * capacityOf(cal.cost), 99));
+      await runEngine(e, workload(40, 0.8 * capacityOf(cal.cost), seed));
       await e.close();
-    }
-    const fit = fitEngineSteps(cal.cost, calSteps);
+      return fitEngineSteps(cal.cost, calSteps);
+    };
+    ctx.progress('calibration run through the engine (baseline, its own requests)');
+    const fit = await calibrationRun(99);
     ctx.table(
       `Refit on the engine's own ${fit.steps} steps (host gap between back-to-back steps ${(fit.meanGapSeconds * 1e3).toFixed(2)} ms, included)`,
       [
@@ -192,8 +199,10 @@ export const group: BenchGroup = {
     let worstOwnTpot = 0;
     let orderAgrees = true;
     const orders: string[] = [];
-    for (const rate of rates) {
+    for (const [ri, rate] of rates.entries()) {
       const reqs = workload(n, rate, 7);
+      ctx.progress(`calibration run before ${rate.toFixed(2)} req/s`);
+      const cost = ri === 0 ? fit.cost : (await calibrationRun(100 + ri)).cost;
       const res: Record<string, { real: RunStats; sim: RunStats }> = {};
       for (const policy of ['baseline', 'layerkv'] as const) {
         const runs: { stats: RunStats; ratio: number; steps: StepReport[] }[] = [];
@@ -232,6 +241,8 @@ export const group: BenchGroup = {
           'tok/s': real.tokPerSec,
           'slo %': 100 * real.slo,
           'sim slo %': 100 * sim.slo,
+          'offload MiB': real.offloadMiB,
+          'sim offload': sim.offloadMiB,
           'step real/fitted': ratio,
           'ttft real/sim': r(real.ttftMean, sim.ttftMean),
           'tpot real/sim': r(real.tpotMean, sim.tpotMean),
