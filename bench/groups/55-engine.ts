@@ -126,7 +126,7 @@ async function issueOverhead(): Promise<{ median: number; p90: number }> {
 export const group: BenchGroup = {
   name: 'engine',
   title: 'Engine vs simulator: baseline and LayerKV on the CPU backend over request rates (dummy 8-layer model)',
-  estimate: '150 s',
+  estimate: '90 s',
   async run(ctx: BenchContext): Promise<Headline[]> {
     ctx.progress('loading the model and fitting the cost model to this machine');
     const model = await loadModel({ backend: 'cpu', config: CONFIG, dummySeed: 1 }, { dtype: 'fp32' });
