@@ -76,6 +76,7 @@ class Fd {
   }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
   int get() const { return fd_; }
   // close() reports deferred write errors (NFS and others): callers that wrote check it.
   int close() {
@@ -209,6 +210,28 @@ void checkPayload(const char* op, const Digest& key, const HeaderFields& h, cons
 
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// Opens a stored chunk's file and checks it before any payload byte is read: a regular
+// file, its header (into `header`, fields into `h`) verified against the spec and key, and
+// its size exactly the chunk's. Any mismatch fails as the fault it is.
+Fd openChunkFile(const char* op, const std::string& path, const ChunkSpec& spec, const Digest& key,
+                 uint8_t (&header)[kHeaderBytes], HeaderFields* h) {
+  const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (raw < 0) {
+    if (errno == ENOENT) fail(op, key, Fault::Missing, "no chunk file (evicted, or never written)");
+    fail(op, key, Fault::Io, "open: ", errnoText(errno));
+  }
+  Fd fd(raw);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) fail(op, key, Fault::Io, "fstat: ", errnoText(errno));
+  if (!S_ISREG(st.st_mode)) fail(op, key, Fault::Io, "not a regular file");
+  const ssize_t hn = readFull(fd.get(), header, kHeaderBytes, 0);
+  if (hn < 0) fail(op, key, Fault::Io, "read header: ", errnoText(errno));
+  const Verdict v = verifyHeader(header, size_t(hn), spec, key, h);
+  if (!v.ok()) fail(op, key, v.fault, v.detail);
+  checkSize(op, key, spec, int64_t(st.st_size), "file");
+  return fd;
+}
+
 // A chunk value's memory. Values are tens of MiB: huge pages (where THP is 'madvise') take
 // the first-touch page faults from thousands to a few, which is most of a fresh copy's cost.
 uint8_t* allocValue(size_t n) {
@@ -276,22 +299,9 @@ EventPtr ChunkIo::readFile(std::string path, ChunkSpec spec, Digest key, ChunkBl
                                                    dst = std::move(dst), report] {
     const char* op = "readFile";
     const Clock::time_point t0 = Clock::now();
-    const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (raw < 0) {
-      if (errno == ENOENT) fail(op, key, Fault::Missing, "no chunk file (evicted, or never written)");
-      fail(op, key, Fault::Io, "open: ", errnoText(errno));
-    }
-    Fd fd(raw);
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) fail(op, key, Fault::Io, "fstat: ", errnoText(errno));
-    if (!S_ISREG(st.st_mode)) fail(op, key, Fault::Io, "not a regular file");
     uint8_t header[kHeaderBytes];
-    const ssize_t hn = readFull(fd.get(), header, kHeaderBytes, 0);
-    if (hn < 0) fail(op, key, Fault::Io, "read header: ", errnoText(errno));
     HeaderFields h;
-    const Verdict v = verifyHeader(header, size_t(hn), spec, key, &h);
-    if (!v.ok()) fail(op, key, v.fault, v.detail);
-    checkSize(op, key, spec, int64_t(st.st_size), "file");
+    Fd fd = openChunkFile(op, path, spec, key, header, &h);
     const Clock::time_point deadline = throttle_.reserve(spec.valueBytes());
 #if defined(POSIX_FADV_WILLNEED)
     // The payload is read in small batches (each hashed while in cache): ask for all of it
@@ -419,22 +429,9 @@ EventPtr ChunkIo::readValue(std::string path, ChunkSpec spec, Digest key, std::s
   return pool_.submit("readValue", {}, [path = std::move(path), spec = std::move(spec), key, value, report] {
     const char* op = "readValue";
     const Clock::time_point t0 = Clock::now();
-    const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (raw < 0) {
-      if (errno == ENOENT) fail(op, key, Fault::Missing, "no chunk file (evicted, or never written)");
-      fail(op, key, Fault::Io, "open: ", errnoText(errno));
-    }
-    Fd fd(raw);
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) fail(op, key, Fault::Io, "fstat: ", errnoText(errno));
-    if (!S_ISREG(st.st_mode)) fail(op, key, Fault::Io, "not a regular file");
     uint8_t header[kHeaderBytes];
-    const ssize_t hn = readFull(fd.get(), header, kHeaderBytes, 0);
-    if (hn < 0) fail(op, key, Fault::Io, "read header: ", errnoText(errno));
     HeaderFields h;
-    const Verdict v = verifyHeader(header, size_t(hn), spec, key, &h);
-    if (!v.ok()) fail(op, key, v.fault, v.detail);
-    checkSize(op, key, spec, int64_t(st.st_size), "file");
+    Fd fd = openChunkFile(op, path, spec, key, header, &h);
     const size_t n = size_t(spec.valueBytes());
     uint8_t* out = allocValue(n);
     if (!out) fail(op, key, Fault::Io, "cannot allocate ", n, " bytes for the chunk value");
