@@ -30,24 +30,8 @@ import { synthetic } from '../../lib/workload/synthetic.js';
 import { percentiles } from '../../lib/metrics/percentiles.js';
 import type { Request } from '../../lib/contract/request.js';
 import type { CostModel } from '../../lib/cost/cost-model.js';
+import { CONFIG, capacityOf } from '../serving-model.js';
 
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_act: 'silu',
-  hidden_size: 256,
-  intermediate_size: 704,
-  num_hidden_layers: 8,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 64,
-  vocab_size: 4096,
-  max_position_embeddings: 8192,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  torch_dtype: 'float32',
-};
 const BLOCK = 16;
 const TTFT_SLO = 2;
 const TPOT_SLO = 0.1;
@@ -152,8 +136,6 @@ export const group: BenchGroup = {
     );
     const worst = Math.max(...cal.points.map((p) => Math.abs(p.fitted / p.measured - 1)));
     ctx.table(`Calibration fit, ${cal.seconds.toFixed(1)} s (worst point ${(100 * worst).toFixed(0)}% off)`, cal.points.map((p) => ({ ...p, 'measured ms': p.measured * 1e3, 'fitted ms': p.fitted * 1e3, measured: undefined, fitted: undefined })));
-    // Capacity: one 256-token prefill and 32 output tokens of decode at batch ~8.
-    const capacityOf = (cost: typeof cal.cost) => 1 / (cost.prefillChunkTime(256, 0) + (40 * cost.stepTime(Array.from({ length: 8 }, () => ({ phase: 'decode' as const, tokens: 1, cachedBefore: 280 })))) / 8);
     const workload = (n: number, rate: number, seed: number) =>
       synthetic({ n, rate, promptLen: [192, 288], outputLen: [16, 48], seed }).map((r, i) => ({ ...r, promptTokens: Int32Array.from({ length: r.promptLen }, (_, j) => (i * 131 + j * 17 + seed) % c.vocabSize) }));
     const engineFor = (policy: PolicyName, cost: typeof cal.cost, onStep: (s: StepReport) => void) =>

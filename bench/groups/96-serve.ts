@@ -22,24 +22,8 @@ import { parseModelConfig } from '../../lib/model/config.js';
 import { createScheduler, type PolicyName } from '../../lib/sched/index.js';
 import { startServer } from '../../lib/server/index.js';
 import { buildWorkload, renderReport, reportRunsFromResults, runBenchmark, simulateForReport, type ReportRun, type RunResult } from '../../lib/serving-bench/index.js';
+import { CONFIG, capacityOf } from '../serving-model.js';
 
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_act: 'silu',
-  hidden_size: 256,
-  intermediate_size: 704,
-  num_hidden_layers: 8,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 64,
-  vocab_size: 4096,
-  max_position_embeddings: 8192,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  torch_dtype: 'float32',
-};
 const BLOCK = 16;
 const BUDGET = 512;
 const POLICIES: PolicyName[] = ['baseline', 'layerkv', 'layerkv+cake'];
@@ -60,8 +44,7 @@ export const group: BenchGroup = {
     const hostBlocks = 16 * deviceBlocks;
     const cal = await calibrateEngineCost(model, { deviceKvBytes: deviceBlocks * blockBytes, maxChunk: 256, maxContext: 512, reps: 3 });
     model.release();
-    const perReq = cal.cost.prefillChunkTime(256, 0) + (40 * cal.cost.stepTime(Array.from({ length: 8 }, () => ({ phase: 'decode' as const, tokens: 1, cachedBefore: 280 })))) / 8;
-    const capacity = 1 / perReq;
+    const capacity = capacityOf(cal.cost);
     const fractions = ctx.full ? [0.4, 0.7, 1.0, 1.3] : [0.6, 1.1];
     const n = ctx.full ? 60 : 24;
     const rates = fractions.map((f) => Number((f * capacity).toFixed(2)));
