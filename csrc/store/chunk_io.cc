@@ -208,6 +208,23 @@ void checkPayload(const char* op, const Digest& key, const HeaderFields& h, cons
     fail(op, key, Fault::PayloadChecksum, "the payload does not match the header's checksum (corrupted payload)");
 }
 
+// Checks a chunk value held in memory segments before any payload byte is used: its header
+// (read through `cur`, which is left at the payload) verified against the spec and key, and
+// its size exactly the chunk's.
+void verifyValueHeader(const char* op, const ChunkSpec& spec, const Digest& key, SegmentCursor& cur, size_t total,
+                       HeaderFields* h) {
+  uint8_t header[kHeaderBytes];
+  const size_t hn = std::min(total, kHeaderBytes);
+  size_t at = 0;
+  cur.take(hn, [&](const uint8_t* p, size_t n) {
+    std::memcpy(header + at, p, n);
+    at += n;
+  });
+  const Verdict v = verifyHeader(header, hn, spec, key, h);
+  if (!v.ok()) fail(op, key, v.fault, v.detail);
+  checkSize(op, key, spec, int64_t(total), "value");
+}
+
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Opens a stored chunk's file and checks it before any payload byte is read: a regular
@@ -338,18 +355,9 @@ EventPtr ChunkIo::scatter(std::vector<Segment> src, ChunkSpec spec, Digest key, 
     const char* op = "scatter";
     const Clock::time_point t0 = Clock::now();
     const size_t total = totalBytes(src);
-    uint8_t header[kHeaderBytes];
-    const size_t hn = std::min(total, kHeaderBytes);
     SegmentCursor cur(src);
-    size_t at = 0;
-    cur.take(hn, [&](const uint8_t* p, size_t n) {
-      std::memcpy(header + at, p, n);
-      at += n;
-    });
     HeaderFields h;
-    const Verdict v = verifyHeader(header, hn, spec, key, &h);
-    if (!v.ok()) fail(op, key, v.fault, v.detail);
-    checkSize(op, key, spec, int64_t(total), "value");
+    verifyValueHeader(op, spec, key, cur, total, &h);
     const Clock::time_point deadline = throttle_.reserve(spec.valueBytes());
 
     const int64_t bb = spec.blockBytes();
@@ -472,18 +480,9 @@ EventPtr ChunkIo::writeValue(std::string dir, std::vector<Segment> src, ChunkSpe
     const Clock::time_point t0 = Clock::now();
     // Verify before persisting: a damaged value must not become a file that looks durable.
     const size_t total = totalBytes(src);
-    uint8_t header[kHeaderBytes];
-    const size_t hn = std::min(total, kHeaderBytes);
     SegmentCursor cur(src);
-    size_t at = 0;
-    cur.take(hn, [&](const uint8_t* p, size_t n) {
-      std::memcpy(header + at, p, n);
-      at += n;
-    });
     HeaderFields h;
-    const Verdict v = verifyHeader(header, hn, spec, key, &h);
-    if (!v.ok()) fail(op, key, v.fault, v.detail);
-    checkSize(op, key, spec, int64_t(total), "value");
+    verifyValueHeader(op, spec, key, cur, total, &h);
     PayloadHasher hasher;
     cur.take(total - kHeaderBytes, [&](const uint8_t* p, size_t n) { hasher.update(p, n); });
     checkPayload(op, key, h, hasher);
