@@ -1,4 +1,5 @@
 #pragma once
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -15,5 +16,13 @@ struct ArgError : Error {
 };
 
 [[noreturn]] inline void throwArg(const std::string& msg) { throw ArgError(msg); }
+
+// An ArgError whose message is the parts streamed in order (names, values, limits).
+template <typename... T>
+[[noreturn]] void throwArgParts(const T&... parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  throwArg(s.str());
+}
 
 }  // namespace kvcake

@@ -14,9 +14,7 @@ namespace {
 
 template <typename... T>
 [[noreturn]] void fail(const T&... parts) {
-  std::ostringstream s;
-  (s << ... << parts);
-  throwArg(s.str());
+  throwArgParts(parts...);
 }
 
 void checkWeight(const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool fp32Only,

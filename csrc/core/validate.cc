@@ -14,9 +14,7 @@ namespace {
 
 template <typename... T>
 [[noreturn]] void fail(const T&... parts) {
-  std::ostringstream s;
-  (s << ... << parts);
-  throwArg(s.str());
+  throwArgParts(parts...);
 }
 
 std::string geometry(const KVLayout& l) {

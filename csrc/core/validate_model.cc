@@ -13,9 +13,7 @@ namespace {
 
 template <typename... T>
 [[noreturn]] void fail(const T&... parts) {
-  std::ostringstream s;
-  (s << ... << parts);
-  throwArg(s.str());
+  throwArgParts(parts...);
 }
 
 constexpr int64_t kMaxDim = int64_t(1) << 31;

@@ -1,6 +1,5 @@
 #include "store/store_validate.h"
 
-#include <sstream>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -11,9 +10,7 @@ namespace {
 
 template <typename... T>
 [[noreturn]] void fail(const T&... parts) {
-  std::ostringstream s;
-  (s << ... << parts);
-  throwArg(s.str());
+  throwArgParts(parts...);
 }
 
 void range(const char* op, const char* name, int64_t v, int64_t lo, int64_t hi) {
