@@ -88,12 +88,37 @@ export function fmtSpread(s: Spread, digits = 2, scale = 1, unit = ''): string {
 }
 
 /**
- * `samples` rounds; in each, every op's median time, the ops taken in turn so drift on a
- * shared machine hits all alike. Returns per op the seconds of each sample.
+ * `samples` samples of every op, interleaved op by op: within a sample the ops run in turn
+ * (forward, then backward, so neither always follows the other) for about minSeconds each,
+ * and the sample is each op's median. Drift on a shared machine, slower than one round of
+ * ops, then hits every op of a round alike and leaves their ratios; timing each op in its
+ * own block of reps let it move one op's sample against another's. Returns per op the
+ * seconds of each sample.
  */
 export async function sampled(ops: (() => Work<unknown>)[], samples: number, o: Parameters<typeof measure>[1] = {}): Promise<number[][]> {
+  const { warmup = 2, minReps = 5, maxReps = 50, minSeconds = 0.1 } = o;
+  let slow = false;
+  for (const op of ops) {
+    const w0 = performance.now();
+    await op();
+    slow ||= performance.now() - w0 > 1000;
+  }
+  for (let w = 1; w < (slow ? 1 : warmup); w++) for (const op of ops) await op();
+  const forward = ops.map((_, i) => i);
+  const backward = [...forward].reverse();
   const out = ops.map(() => [] as number[]);
-  for (let s = 0; s < samples; s++) for (const [i, op] of ops.entries()) out[i].push(await measure(op, o));
+  for (let s = 0; s < samples; s++) {
+    const times = ops.map(() => [] as number[]);
+    const start = performance.now();
+    for (let round = 0; round < maxReps && (round < (slow ? 3 : minReps) || performance.now() - start < minSeconds * 1000 * ops.length); round++) {
+      for (const i of round % 2 ? backward : forward) {
+        const t0 = performance.now();
+        await ops[i]();
+        times[i].push((performance.now() - t0) / 1000);
+      }
+    }
+    for (const [i, t] of times.entries()) out[i].push(median(t));
+  }
   return out;
 }
 
@@ -189,9 +214,11 @@ export async function setupDecode(be: Backend, p: DecodePoint, order: 'identity'
   await q.write(p.dtype === 'fp32' ? new Float32Array(qn).fill(0.01) : new Uint16Array(qn).fill(p.dtype === 'fp16' ? 0x2000 : 0x3c00));
   const out = be.tensor({ dtype: p.dtype, shape: [p.batch, numHeads, p.headDim] });
   const contextLens = new Int32Array(p.batch).fill(p.ctxLen);
+  // Each op walks the replicas from its own third of them: ops taken in turn then never
+  // read a replica another op has just pulled into the cache.
   let rd = 0;
-  let rr = 0;
-  let rc = 0;
+  let rc = Math.floor(replicas / 3);
+  let rr = Math.floor((2 * replicas) / 3);
   return {
     pool,
     kvBytes: p.batch * p.ctxLen * p.numKvHeads * p.headDim * 2 * bytes,
