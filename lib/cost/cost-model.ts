@@ -34,9 +34,27 @@ export interface CostModel {
    *  that carries copies takes its compute time plus theirs. False or absent: the copies
    *  have engines of their own (a GPU's DMA) and overlap compute. */
   readonly copiesShareCompute?: boolean;
+  /** A compute step that starts after the executor has had no compute for at least
+   *  `afterIdleSeconds` takes `seconds` longer: weights and code have left the caches and
+   *  the cores have slowed or been lent out (a shared VM's vCPU halts; a GPU's clocks ramp
+   *  down). Absent: no such cost. */
+  readonly wake?: Readonly<WakeCost>;
   channel(c: Channel): ChannelSpec;
   /** bytes / bandwidth + latency of the channel. */
   transferTime(bytes: number, c: Channel): number;
+}
+
+export interface WakeCost {
+  afterIdleSeconds: number;
+  seconds: number;
+}
+
+/** Checks a WakeCost, naming `where` in the error. */
+export function checkWake(where: string, w: WakeCost): WakeCost {
+  for (const k of ['afterIdleSeconds', 'seconds'] as const) {
+    if (!(typeof w?.[k] === 'number' && w[k] >= 0 && Number.isFinite(w[k]))) throw new RangeError(`${where}: wake.${k} must be a finite number of seconds >= 0, got ${String(w?.[k])}`);
+  }
+  return { afterIdleSeconds: w.afterIdleSeconds, seconds: w.seconds };
 }
 
 /** Default prefix-store read path: a fast local NVMe array or RDMA, 10 GB/s, 100 us a read. */

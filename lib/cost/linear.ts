@@ -10,7 +10,7 @@
 // On a CPU every part of a step competes for the same cores, so the parts add up; a GPU's
 // roofline (RooflineCost: the larger of compute and memory time) does not describe it.
 import type { Channel } from '../contract/plan.js';
-import type { ChannelSpec, CostItem, CostModel } from './cost-model.js';
+import { checkWake, type ChannelSpec, type CostItem, type CostModel, type WakeCost } from './cost-model.js';
 
 export interface LinearCoefficients {
   t0: number;
@@ -26,9 +26,10 @@ export class LinearCost implements CostModel {
   readonly deviceKvBytes: number;
   readonly coef: Readonly<LinearCoefficients>;
   readonly copiesShareCompute: boolean;
+  readonly wake?: Readonly<WakeCost>;
   private readonly channels: Record<Channel, ChannelSpec>;
 
-  constructor(o: { numLayers: number; kvBytesPerTokenLayer: number; deviceKvBytes: number; coef: LinearCoefficients; channels: Record<Channel, ChannelSpec>; copiesShareCompute?: boolean }) {
+  constructor(o: { numLayers: number; kvBytesPerTokenLayer: number; deviceKvBytes: number; coef: LinearCoefficients; channels: Record<Channel, ChannelSpec>; copiesShareCompute?: boolean; wake?: WakeCost }) {
     for (const [k, v] of Object.entries(o.coef)) if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`LinearCost: coef.${k} must be a finite number >= 0, got ${v}`);
     for (const ch of ['h2d', 'd2h', 'storage'] as const) {
       const s = o.channels[ch];
@@ -39,6 +40,7 @@ export class LinearCost implements CostModel {
     this.deviceKvBytes = o.deviceKvBytes;
     this.coef = { ...o.coef };
     this.copiesShareCompute = o.copiesShareCompute ?? false;
+    if (o.wake !== undefined) this.wake = checkWake('LinearCost', o.wake);
     this.channels = { h2d: { ...o.channels.h2d }, d2h: { ...o.channels.d2h }, storage: { ...o.channels.storage } };
   }
 

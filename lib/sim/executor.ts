@@ -5,10 +5,11 @@
 // the transfers in `after`; each channel takes the plan's transfers by stage, in issue order
 // within a stage; layer beforeLayer waits for its transfer. Where the cost model says the
 // copies share the compute cores (cost.copiesShareCompute: the CPU backend), a step's compute
-// also takes the time of the h2d and d2h copies it carries. Everything is deterministic: no
-// wall clock, no randomness. It computes no tokens: every emitting item samples
-// PLACEHOLDER_TOKEN.
-import type { ChannelSpec, CostModel } from '../cost/cost-model.js';
+// also takes the time of the h2d and d2h copies it carries; where it has a wake cost
+// (cost.wake), a step that follows a stretch without compute takes that much longer.
+// Everything is deterministic: no wall clock, no randomness. It computes no tokens: every
+// emitting item samples PLACEHOLDER_TOKEN.
+import { checkWake, type ChannelSpec, type CostModel } from '../cost/cost-model.js';
 import { MAX_TIME } from '../contract/request.js';
 import { show } from '../util/show.js';
 import { PLACEHOLDER_TOKEN, type Channel, type Executor, type SampledToken, type StepPlan, type StepResult, type Transfer } from '../contract/plan.js';
@@ -85,6 +86,8 @@ export class SimExecutor implements Executor {
   private readonly doneAt = new Map<number, number>();
   private readonly gate: Float64Array;
   private readonly layerEnd: Float64Array;
+  /** End of the last step that computed (the start clock before any). */
+  private lastCompute: number;
   /** Seconds each resource was busy, for utilization reports. */
   readonly busy: Record<'compute' | Channel, number> = { compute: 0, h2d: 0, d2h: 0, storage: 0 };
   steps = 0;
@@ -108,6 +111,8 @@ export class SimExecutor implements Executor {
     this.cost = cost;
     this.numLayers = L;
     this.clock = start;
+    this.lastCompute = start;
+    if (cost.wake !== undefined) checkWake('SimExecutor: cost', cost.wake);
     this.channels = { h2d: spec('h2d'), d2h: spec('d2h'), storage: spec('storage', opts.storageBandwidth, opts.storageLatency) };
     this.channelFree = { h2d: start, d2h: start, storage: start };
     this.gate = new Float64Array(L);
@@ -170,6 +175,8 @@ export class SimExecutor implements Executor {
       // Copies done by the compute cores lengthen the step by their own time (they still
       // complete on their channel's clock, for the layers and transfers that wait on them).
       if (this.cost.copiesShareCompute === true) for (const tr of ts) if (tr.channel !== 'storage') t += this.cost.transferTime(tr.bytes, tr.channel);
+      const wake = this.cost.wake;
+      if (wake && start - this.lastCompute >= wake.afterIdleSeconds) t += wake.seconds;
       const per = t / L;
       let clock = start;
       for (let l = 0; l < L; l++) {
@@ -178,6 +185,7 @@ export class SimExecutor implements Executor {
         enqueueStage(l, clock);
       }
       end = clock;
+      this.lastCompute = end;
       this.busy.compute += per * L;
     } else {
       for (let l = 0; l < L; l++) enqueueStage(l, start);

@@ -1,6 +1,7 @@
 // fitEngineSteps: the refit of a cost model to an engine's own steps recovers the costs that
 // produced them, counts back-to-back host gaps as step time and idle waits as nothing, and
-// takes the shared-core copies out before fitting.
+// takes the shared-core copies out before fitting, and gives a step after an idle stretch
+// its wake cost.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fitEngineSteps } from '../../lib/engine/refit.js';
@@ -16,7 +17,7 @@ const truth = { t0: 2.5e-3, perItem: 2e-4, perToken: 1.1e-4, perPair: 1.2e-7, pe
 
 /** Steps of a random continuous-batching run whose times come from `truth`, with a host gap
  *  of `gap` after each and, every 7th step, a long idle wait that must not count. */
-function run(o: { gap: number; copies: boolean; n?: number }): StepReport[] {
+function run(o: { gap: number; copies: boolean; n?: number; idle?: number; wake?: number; noise?: boolean }): StepReport[] {
   const rng = mulberry32(5);
   const cost = new LinearCost({ numLayers: 4, kvBytesPerTokenLayer: 512, deviceKvBytes: 1e9, coef: truth, channels });
   const out: StepReport[] = [];
@@ -27,10 +28,13 @@ function run(o: { gap: number; copies: boolean; n?: number }): StepReport[] {
     for (let d = 0; d < decodes; d++) items.push({ phase: 'decode', tokens: 1, cachedBefore: 50 + Math.floor(rng() * 400) });
     if (i % 3 === 0 || decodes === 0) items.push({ phase: 'prefill', tokens: 16 + Math.floor(rng() * 240), cachedBefore: Math.floor(rng() * 256) });
     const copyBytes = { h2d: o.copies && i % 2 ? 4e6 : 0, d2h: o.copies && i % 5 === 0 ? 1e6 : 0 };
-    const seconds = cost.stepTime(items) + (o.copies ? copyBytes.h2d / 1e9 + copyBytes.d2h / 5e8 : 0);
+    const afterIdle = i > 0 && i % 7 === 0;
+    // Noise of mean 1: nine steps in ten 5% fast, one in ten 45% slow.
+    const noise = o.noise ? (rng() < 0.1 ? 1.45 : 0.95) : 1;
+    const seconds = noise * cost.stepTime(items) + (o.copies ? copyBytes.h2d / 1e9 + copyBytes.d2h / 5e8 : 0) + (afterIdle ? (o.wake ?? 0) : 0);
     const prefill = items.filter((x) => x.phase === 'prefill').reduce((a, x) => a + x.tokens, 0);
     out.push({ step: i, startedAt: at, seconds, predictedSeconds: 0, issueSeconds: 0, prefillTokens: prefill, decodeTokens: decodes, transfers: 0, items, copyBytes, stats: undefined as unknown as StepReport['stats'] });
-    at += seconds + (i % 7 === 6 ? 0.05 : o.gap);
+    at += seconds + (i % 7 === 6 ? (o.idle ?? 0.05) : o.gap);
   }
   return out;
 }
@@ -72,9 +76,48 @@ test('refit: copies on the compute cores are taken out at their measured bandwid
   assert.ok(blind.coef.t0 + blind.coef.perItem * 5 > truth.t0 + truth.perItem * 5, 'copy time went somewhere');
 });
 
+test('refit: a step after an idle stretch gets a wake cost of its own; a short idle is no wake', () => {
+  const fit = fitEngineSteps(base(false), run({ gap: 0, copies: false, idle: 0.2, wake: 0.012 }));
+  near(fit.wake.seconds, 0.012, 1e-6, 'wake');
+  assert.is(fit.wake.steps, 42);
+  assert.is(fit.wake.afterIdleSeconds, 0.05);
+  for (const k of Object.keys(truth) as (keyof typeof truth)[]) near(fit.coef[k], truth[k], 1e-6, k);
+  assert.equal(fit.cost.wake, { afterIdleSeconds: 0.05, seconds: fit.wake.seconds });
+  for (const k of fit.byKind) near(k.fitted, k.measured, 1e-6, k.kind);
+  // Without cold steps the wake cost is nothing.
+  near(fitEngineSteps(base(false), run({ gap: 0, copies: false, idle: 0.2 })).wake.seconds, 0, 1e-6, 'no wake');
+  // Idle stretches shorter than wakeAfterIdleSeconds are not wakes: their steps' extra time
+  // is spread over the coefficients instead.
+  const short = fitEngineSteps(base(false), run({ gap: 0, copies: false, idle: 0.02, wake: 0.012 }));
+  assert.is(short.wake.steps, 0);
+  assert.is(short.wake.seconds, 0);
+});
+
+test('refit: several engine runs, each on its own clock, are read run by run', () => {
+  const a = run({ gap: 3e-4, copies: false, idle: 0.2, wake: 0.012 });
+  const two = fitEngineSteps(base(false), [a, a]);
+  // (Within 1%: a step before an idle stretch has no host gap to add, which the fit spreads.)
+  near(two.wake.seconds, 0.012, 0.01, 'wake');
+  assert.is(two.wake.steps, 84);
+  assert.is(two.steps, 600);
+  near(two.meanGapSeconds, 3e-4, 1e-9, 'mean gap');
+  // Flattened, the two clocks interleave: gaps and idle stretches between the runs' steps
+  // are nonsense, and the fit says so.
+  const flat = fitEngineSteps(base(false), [...a, ...a]);
+  assert.ok(Math.abs(flat.wake.seconds - 0.012) > 1e-4 || flat.wake.steps !== 84, 'a flattened pair of runs reads as one');
+});
+
+test('refit: on noisy steps the fit sits on their mean, not under it', () => {
+  // Weighting each step by its own measured time would follow the fast ones, about 2.7%
+  // under the mean for this noise.
+  const fit = fitEngineSteps(base(false), run({ gap: 0, copies: false, noise: true, n: 2000 }));
+  for (const k of fit.byKind) near(k.fitted, k.measured, 0.01, k.kind);
+});
+
 test('refit: too few steps and a bad maxGapSeconds are errors naming the argument', () => {
   assert.throws(() => fitEngineSteps(base(false), run({ gap: 0, copies: false, n: 7 })), /fitEngineSteps: needs at least 8 steps with compute, got 7/);
   assert.throws(() => fitEngineSteps(base(false), run({ gap: 0, copies: false }), { maxGapSeconds: -1 }), /fitEngineSteps: maxGapSeconds must be a finite number >= 0, got -1/);
+  assert.throws(() => fitEngineSteps(base(false), run({ gap: 0, copies: false }), { wakeAfterIdleSeconds: 1e-4 }), /fitEngineSteps: wakeAfterIdleSeconds must be a finite number > maxGapSeconds \(0.001\), got 0.0001/);
 });
 
 test.run();

@@ -95,6 +95,25 @@ test('copies that share the compute cores lengthen the step by their time; on th
   close(shared.end, 0.06);
 });
 
+test('a wake cost lengthens a step that follows a stretch without compute, and no other', async () => {
+  // Step: 10 ms + 1 ms per token = 11 ms for one decode; the wake is 5 ms after >= 50 ms idle.
+  const ex = new SimExecutor({ ...fakeCost(), wake: { afterIdleSeconds: 0.05, seconds: 0.005 } });
+  close((await ex.execute(plan([decode]))).end, 0.011); // at the start: not idle yet
+  close((await ex.execute(plan([decode]))).end, 0.022); // back to back
+  await ex.idle(0.052); // 30 ms without compute: short of the threshold
+  let r = await ex.execute(plan([decode]));
+  close(r.end - r.start, 0.011);
+  await ex.idle(0.2);
+  r = await ex.execute(plan([decode]));
+  close(r.end - r.start, 0.016);
+  // A step of transfers only is no compute: the next compute step still counts the idle.
+  await ex.idle(0.4);
+  await ex.execute(plan([], [tr(9, {})]));
+  r = await ex.execute(plan([decode]));
+  close(r.end - r.start, 0.016);
+  assert.throws(() => new SimExecutor({ ...fakeCost(), wake: { afterIdleSeconds: 0.05, seconds: -1 } }), /SimExecutor: cost: wake.seconds must be a finite number of seconds >= 0, got -1/);
+});
+
 test('bad transfers are refused with the field named', () => {
   const ex = new SimExecutor(fakeCost());
   assert.throws(() => ex.executeSync(plan([decode], [tr(1, { beforeLayer: 9 })])), /beforeLayer must be a layer in \[0, 4\)/);
