@@ -6,8 +6,9 @@
 // Method:
 //   1. A dummy Llama-shaped model (8 layers, 4 KV heads x 64, fp32: 4 MiB of KV per
 //      256-token chunk); the cost model is fitted to it by running it (calibrateEngineCost),
-//      then refitted to the engine's own steps of the first two computations of the prompt
-//      (fitEngineSteps), and both the engine's scheduler and the simulator plan with that.
+//      then scaled to the engine's own steps of the first two computations of the prompt
+//      and, before each cell, of every compute-only run so far (fitEngineSteps, keepShape);
+//      the engines' schedulers and the simulator plan with that.
 //   2. The prompt: 8 chunks of 256 tokens, then a 64-token suffix. An engine computes it
 //      once and saves its chunks to a disk store (a temp directory: KVCAKE_BENCH_STORE_DIR,
 //      else the OS temp dir; the files sit in the page cache, so the cap is what limits).
@@ -25,7 +26,8 @@
 // suffix step, and computing everything at k = 8, from the costs measured in step 3: loads
 // pipeline a read and a copy per chunk, so loading n chunks costs n x the slower hop plus
 // the faster one. The simulator runs the same request through the same scheduler settings,
-// with the store's bandwidth set to the one measured at the cap.
+// its store reading at the cap (or the store's own speed, where that is lower), its steps
+// timed by a refit on the cell's compute-only runs.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,6 +37,7 @@ import { calibrateEngineCost, createEngine, engineFingerprint, fitEngineSteps, m
 import { loadModel } from '../../lib/model/model.js';
 import { createScheduler, type PolicyName } from '../../lib/sched/index.js';
 import { simulate } from '../../lib/sim/simulate.js';
+import { SimExecutor } from '../../lib/sim/executor.js';
 import { openPrefixStore } from '../../lib/store/index.js';
 import { percentiles } from '../../lib/metrics/percentiles.js';
 import type { CostModel } from '../../lib/cost/cost-model.js';
@@ -137,11 +140,15 @@ function oracle(compute: number[], suffix: number, load: { read: number; h2d: nu
   return best;
 }
 
-async function simTtft(mode: Mode, cost: CostModel, bandwidth: number, latency: number): Promise<number> {
+/** The simulator's TTFT for the same request: its scheduler plans with `cost`, as the
+ *  engines' did; step times come from `timing`. The request arrives at an idle engine, as
+ *  each measured run does (a second after the start, so a wake cost applies). */
+async function simTtft(mode: Mode, cost: CostModel, timing: CostModel, bandwidth: number): Promise<number> {
   const scheduler = createScheduler({ policy: mode as PolicyName, cost, blockSize: BLOCK, deviceBlocks: DEVICE_BLOCKS, hostBlocks: HOST_BLOCKS, maxBatchedTokens: CHUNK, recordTables: false, storageBandwidth: bandwidth });
   const prefix = { chunkTokens: CHUNK, chunkHashes: Array.from({ length: STORED }, (_, i) => `c${i}`), storedChunks: STORED };
-  const r = await simulate({ requests: [{ id: 'p', arrival: 0, promptLen: PROMPT, maxNewTokens: 1, prefix }], scheduler, cost, executorOptions: { storageBandwidth: bandwidth, storageLatency: latency } });
-  return [...r.collector.all()][0].tokenTimes[0];
+  const arrival = 1;
+  const r = await simulate({ requests: [{ id: 'p', arrival, promptLen: PROMPT, maxNewTokens: 1, prefix }], scheduler, executor: new SimExecutor(timing, { storageBandwidth: bandwidth, storageLatency: 0 }) });
+  return [...r.collector.all()][0].tokenTimes[0] - arrival;
 }
 
 /** Two processes over one Redis: a child computes the prompt and saves its chunks; this
@@ -204,12 +211,20 @@ export const group: BenchGroup = {
       const first = await modeRunner('compute-only', diskStore(dir, 0), cal.cost, modelId, prompt, firstSteps);
       const probe = await first.run();
       await first.close();
-      // The step costs refitted to the engine's own steps of these two computations of the
-      // prompt (the model alone runs its chunks faster than the engine does, and a compute
-      // estimate that is off moves Cake's split), for every mode and the simulator alike.
-      const cost = fitEngineSteps(cal.cost, firstSteps).cost;
       if (probe.steps.length !== STORED + 1) throw new Error(`cake-engine: compute-only took ${probe.steps.length} steps, expected ${STORED + 1}`);
+      // The step costs the engines plan with: the model-alone fit's shape, scaled to the
+      // engine's own steps of these computations of the prompt and, before each cell, of
+      // every compute-only run so far (fitEngineSteps, keepShape), so the level follows the
+      // machine's speed. A free refit cannot be trusted here: every step is a 256-token
+      // chunk or the suffix, too alike to tell the per-step cost from the attention's, and
+      // it put up to 30% too little on the first chunks and too much on the suffix, which
+      // moved Cake's split by a chunk.
+      const computeRuns: StepReport[][] = [firstSteps];
+      const refit = () => fitEngineSteps(cal.cost, computeRuns, { keepShape: true }).cost;
+      let cost = refit();
 
+      // The store's own speed without a cap: a cap above it does not limit, the store does.
+      const raw = CHUNK_BYTES / (await chunkLoadTimes(dir, 0, modelId, prompt)).read;
       const rows: Record<string, unknown>[] = [];
       let worstOracle = 0;
       let worstSingle = 0;
@@ -223,7 +238,8 @@ export const group: BenchGroup = {
         const load = await chunkLoadTimes(dir, cap, modelId, prompt);
         // The three modes take turns, so a drift in the machine's speed hits them alike.
         const runners = {} as Record<Mode, ModeRunner>;
-        for (const m of MODES) runners[m] = await modeRunner(m, diskStore(dir, cap), cost, modelId, prompt);
+        const computeReports: StepReport[] = [];
+        for (const m of MODES) runners[m] = await modeRunner(m, diskStore(dir, cap), cost, modelId, prompt, m === 'compute-only' ? computeReports : undefined);
         const ttfts = { cake: [] as number[], 'compute-only': [] as number[], 'load-only': [] as number[] };
         const stepRuns: number[][] = [];
         let cakeLoaded = 0;
@@ -248,8 +264,14 @@ export const group: BenchGroup = {
         const best = Math.min(t['compute-only'], t['load-only']);
         const bestRuns = t['compute-only'] <= t['load-only'] ? computeOnly.ttft : loadOnly.ttft;
         const noise = Math.max(spread(cake.ttft), spread(bestRuns));
-        const bandwidth = CHUNK_BYTES / load.read;
-        const sim = { cake: await simTtft('cake', cost, bandwidth, 0), 'compute-only': await simTtft('compute-only', cost, bandwidth, 0), 'load-only': await simTtft('load-only', cost, bandwidth, 0) };
+        // The simulator: reads pipelined at the cap (the bucket, not each read's own fixed
+        // cost, sets the pace of reads issued together), and the step times of this cell's
+        // compute-only runs, so the machine's drift since the first fit is not in the gap.
+        const bandwidth = Math.min(cap, raw);
+        const timing = fitEngineSteps(cal.cost, computeReports, { keepShape: true }).cost;
+        computeRuns.push(computeReports);
+        const sim = {} as Record<Mode, number>;
+        for (const m of MODES) sim[m] = await simTtft(m, cost, timing, bandwidth);
         worstOracle = Math.max(worstOracle, t.cake / o.ttft);
         worstSingle = Math.max(worstSingle, t.cake / best);
         if (t.cake > best * (1 + noise)) singleMet = false;
@@ -273,6 +295,7 @@ export const group: BenchGroup = {
           'sim load s': sim['load-only'],
           'sim/real cake': sim.cake / t.cake,
         });
+        cost = refit();
       }
       ctx.table(
         `TTFT per cap, median of ${reps} runs per mode after a warm-up, modes taking turns (spread: max - min over median, of cake and the better single mode); compute steps of one chunk (last cap): ${lastCompute.map((c) => (c * 1e3).toFixed(0)).join(', ')} ms, suffix ${(lastSuffix * 1e3).toFixed(0)} ms; a chunk is ${(CHUNK_BYTES / 2 ** 20).toFixed(0)} MiB`,

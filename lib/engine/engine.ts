@@ -63,6 +63,8 @@ class EngineImpl implements Engine {
   private nextId = 0;
   private steps = 0;
   private stepEwma = 0;
+  /** Engine clock at the end of the last step with compute (0: the engine's creation). */
+  private lastComputeEnd = 0;
   private issueEwma = 0;
   private readonly maxWaiting: number;
   private readonly opts: EngineOptions;
@@ -114,6 +116,8 @@ class EngineImpl implements Engine {
       onStep: (plan, result, events) => {
         this.steps++;
         const secs = result.end - result.start;
+        const idleSeconds = result.start - this.lastComputeEnd;
+        if (plan.compute.length > 0) this.lastComputeEnd = result.end;
         if (plan.compute.length > 0) {
           this.stepEwma = this.stepEwma === 0 ? secs : 0.9 * this.stepEwma + 0.1 * secs;
           this.issueEwma = this.issueEwma === 0 ? this.executor.lastIssueSeconds : 0.9 * this.issueEwma + 0.1 * this.executor.lastIssueSeconds;
@@ -127,7 +131,7 @@ class EngineImpl implements Engine {
           const copyBytes = { h2d: 0, d2h: 0 };
           for (const t of plan.transfers) if (t.channel !== 'storage') copyBytes[t.channel] += t.bytes;
           const items = plan.compute.map((c) => ({ phase: c.phase, tokens: c.tokens, cachedBefore: c.cachedBefore }));
-          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, predictedSeconds: this.cost.stepTime(plan.compute), issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, items, copyBytes, stats: this.stats() };
+          const report: StepReport = { step: plan.step, startedAt: result.start, seconds: secs, predictedSeconds: this.cost.stepTime(plan.compute), issueSeconds: this.executor.lastIssueSeconds, prefillTokens: prefill, decodeTokens: decode, transfers: plan.transfers.length, items, copyBytes, idleSeconds, stats: this.stats() };
           this.opts.onStep(report);
         }
       },

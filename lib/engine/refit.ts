@@ -41,6 +41,10 @@ export interface StepFitOptions {
    *  engine and is fitted with the wake cost (0.05 s: on this machine a 27 ms idle cost
    *  nothing measurable, 100 ms and more cost 10-20 ms). */
   wakeAfterIdleSeconds?: number;
+  /** Keep the base model's shape and fit one factor on its step times (and the wake): for
+   *  steps too alike to tell the coefficients apart, such as one prompt's chunks, where a
+   *  free fit trades the per-step cost against the attention's and lands anywhere. */
+  keepShape?: boolean;
 }
 
 /**
@@ -61,7 +65,9 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
   let gapSum = 0;
   let gaps = 0;
   const y: number[] = [];
-  // A step that follows an idle stretch (not the first of its run: nothing is known before it).
+  // A step that follows an idle stretch: as the engine reports it (idleSeconds, which counts
+  // the steps it does not report, such as its start-up request), else from the step before
+  // it in the same run (the first of a run then counts as none: nothing is known before it).
   const woke: number[] = [];
   for (const run of byRun)
     run.forEach((r, i) => {
@@ -73,7 +79,8 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
         gaps++;
       }
       y.push(Math.max(1e-7, r.seconds + gap - copyTime(r)));
-      woke.push(i > 0 && r.startedAt - (run[i - 1].startedAt + run[i - 1].seconds) >= wakeAfter ? 1 : 0);
+      const idle = Number.isFinite(r.idleSeconds) ? r.idleSeconds : i > 0 ? r.startedAt - (run[i - 1].startedAt + run[i - 1].seconds) : 0;
+      woke.push(idle >= wakeAfter ? 1 : 0);
     });
   // Relative errors matter, as in the calibration: each step weighted by 1 / its time. And
   // each kind of step (decode only, prefill only, both) weighs the same in total: a run has
@@ -81,7 +88,7 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
   const kindOf = (r: StepReport) => (r.prefillTokens > 0 ? (r.decodeTokens > 0 ? 'mixed' : 'prefill') : 'decode');
   const count = new Map<string, number>();
   for (const r of steps) count.set(kindOf(r), (count.get(kindOf(r)) ?? 0) + 1);
-  const F = steps.map((r, i) => [1, ...LinearCost.features(r.items), woke[i]]);
+  const F = o.keepShape ? steps.map((r, i) => [base.stepTime(r.items), woke[i]]) : steps.map((r, i) => [1, ...LinearCost.features(r.items), woke[i]]);
   // Weighting by the measured time itself biases the fit low: a step that ran slow (the
   // machine's noise) weighs less than one that ran fast, so the fit follows the fast ones,
   // 3-5% under the mean on this VM, and near capacity queueing multiplies that. Weights
@@ -100,8 +107,11 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
       return f > 1e-7 ? f : y[i];
     });
   }
-  const coef: LinearCoefficients = { t0: beta[0], perItem: beta[1], perToken: beta[2], perPair: beta[3], perKvToken: beta[4] };
-  const wake = { afterIdleSeconds: wakeAfter, seconds: beta[5] };
+  const b = base.coef;
+  const coef: LinearCoefficients = o.keepShape
+    ? { t0: b.t0 * beta[0], perItem: b.perItem * beta[0], perToken: b.perToken * beta[0], perPair: b.perPair * beta[0], perKvToken: b.perKvToken * beta[0] }
+    : { t0: beta[0], perItem: beta[1], perToken: beta[2], perPair: beta[3], perKvToken: beta[4] };
+  const wake = { afterIdleSeconds: wakeAfter, seconds: beta[o.keepShape ? 1 : 5] };
   const cost = new LinearCost({
     numLayers: base.numLayers,
     kvBytesPerTokenLayer: base.kvBytesPerTokenLayer,

@@ -176,6 +176,9 @@ export interface StepReport {
   items: readonly CostItem[];
   /** Bytes of the step's copies between the tiers (h2d and d2h; store reads and writes not included). */
   copyBytes: { h2d: number; d2h: number };
+  /** Seconds since the engine's previous step with compute ended (its start-up steps
+   *  included), or since the engine was created: how long the cores had no forward pass. */
+  idleSeconds: number;
   stats: EngineStats;
 }
 

@@ -85,6 +85,13 @@ test('engine: step reports carry the step\'s cost items and its copy bytes (what
     assert.is(r.items.reduce((a, x) => a + x.tokens, 0), r.prefillTokens + r.decodeTokens, `step ${r.step}`);
     assert.is(r.items.filter((x) => x.phase === 'decode').length, r.decodeTokens);
     if (r.transfers === 0) assert.equal(r.copyBytes, { h2d: 0, d2h: 0 });
+    assert.ok(r.idleSeconds >= 0 && Number.isFinite(r.idleSeconds), `step ${r.step} idleSeconds ${r.idleSeconds}`);
+  }
+  // Idle time is the time since the previous step with compute ended: back to back, the
+  // host's time between two steps; never more than the time since the last report.
+  for (let i = 1; i < reports.length; i++) {
+    const sinceLast = reports[i].startedAt - (reports[i - 1].startedAt + reports[i - 1].seconds);
+    assert.ok(reports[i].idleSeconds <= sinceLast + 1e-9, `step ${reports[i].step}: idle ${reports[i].idleSeconds} > ${sinceLast}`);
   }
   const d2h = reports.reduce((a, r) => a + r.copyBytes.d2h, 0);
   const h2d = reports.reduce((a, r) => a + r.copyBytes.h2d, 0);

@@ -17,7 +17,7 @@ const truth = { t0: 2.5e-3, perItem: 2e-4, perToken: 1.1e-4, perPair: 1.2e-7, pe
 
 /** Steps of a random continuous-batching run whose times come from `truth`, with a host gap
  *  of `gap` after each and, every 7th step, a long idle wait that must not count. */
-function run(o: { gap: number; copies: boolean; n?: number; idle?: number; wake?: number; noise?: boolean }): StepReport[] {
+function run(o: { gap: number; copies: boolean; n?: number; idle?: number; wake?: number; noise?: boolean; reportIdle?: boolean }): StepReport[] {
   const rng = mulberry32(5);
   const cost = new LinearCost({ numLayers: 4, kvBytesPerTokenLayer: 512, deviceKvBytes: 1e9, coef: truth, channels });
   const out: StepReport[] = [];
@@ -28,12 +28,14 @@ function run(o: { gap: number; copies: boolean; n?: number; idle?: number; wake?
     for (let d = 0; d < decodes; d++) items.push({ phase: 'decode', tokens: 1, cachedBefore: 50 + Math.floor(rng() * 400) });
     if (i % 3 === 0 || decodes === 0) items.push({ phase: 'prefill', tokens: 16 + Math.floor(rng() * 240), cachedBefore: Math.floor(rng() * 256) });
     const copyBytes = { h2d: o.copies && i % 2 ? 4e6 : 0, d2h: o.copies && i % 5 === 0 ? 1e6 : 0 };
-    const afterIdle = i > 0 && i % 7 === 0;
+    // With reportIdle the engine says how long it sat idle, and its first step follows a
+    // second of nothing (its creation); otherwise the fit infers it from the step before.
+    const afterIdle = i % 7 === 0 && (i > 0 || o.reportIdle === true);
     // Noise of mean 1: nine steps in ten 5% fast, one in ten 45% slow.
     const noise = o.noise ? (rng() < 0.1 ? 1.45 : 0.95) : 1;
     const seconds = noise * cost.stepTime(items) + (o.copies ? copyBytes.h2d / 1e9 + copyBytes.d2h / 5e8 : 0) + (afterIdle ? (o.wake ?? 0) : 0);
     const prefill = items.filter((x) => x.phase === 'prefill').reduce((a, x) => a + x.tokens, 0);
-    out.push({ step: i, startedAt: at, seconds, predictedSeconds: 0, issueSeconds: 0, prefillTokens: prefill, decodeTokens: decodes, transfers: 0, items, copyBytes, stats: undefined as unknown as StepReport['stats'] });
+    out.push({ step: i, startedAt: at, seconds, predictedSeconds: 0, issueSeconds: 0, prefillTokens: prefill, decodeTokens: decodes, transfers: 0, items, copyBytes, idleSeconds: o.reportIdle ? (i === 0 ? 1 : i % 7 === 0 ? (o.idle ?? 0.05) : o.gap) : NaN, stats: undefined as unknown as StepReport['stats'] });
     at += seconds + (i % 7 === 6 ? (o.idle ?? 0.05) : o.gap);
   }
   return out;
@@ -93,6 +95,12 @@ test('refit: a step after an idle stretch gets a wake cost of its own; a short i
   assert.is(short.wake.seconds, 0);
 });
 
+test("refit: the engine's idleSeconds marks the wakes, the first step of a run included", () => {
+  const fit = fitEngineSteps(base(false), [run({ gap: 2e-4, copies: false, idle: 0.2, wake: 0.012, reportIdle: true })]);
+  assert.is(fit.wake.steps, 43);
+  near(fit.wake.seconds, 0.012, 0.01, 'wake');
+});
+
 test('refit: several engine runs, each on its own clock, are read run by run', () => {
   const a = run({ gap: 3e-4, copies: false, idle: 0.2, wake: 0.012 });
   const two = fitEngineSteps(base(false), [a, a]);
@@ -105,6 +113,20 @@ test('refit: several engine runs, each on its own clock, are read run by run', (
   // are nonsense, and the fit says so.
   const flat = fitEngineSteps(base(false), [...a, ...a]);
   assert.ok(Math.abs(flat.wake.seconds - 0.012) > 1e-4 || flat.wake.steps !== 84, 'a flattened pair of runs reads as one');
+});
+
+test('refit: keepShape fits one factor on the base model (and the wake), whatever the steps', () => {
+  // Steps from the base model's own shape, 1.3x slower, with cold steps after idle.
+  const slow = new LinearCost({ numLayers: 4, kvBytesPerTokenLayer: 512, deviceKvBytes: 1e9, coef: { t0: 1.3e-3, perItem: 1.3e-5, perToken: 1.3e-5, perPair: 1.3e-9, perKvToken: 1.3e-8 }, channels });
+  const steps = run({ gap: 0, copies: false, idle: 0.2, wake: 0.004 }).map((r, i) => ({ ...r, seconds: slow.stepTime(r.items) + (i > 0 && i % 7 === 0 ? 0.004 : 0) }));
+  let at = 0;
+  for (const [i, r] of steps.entries()) {
+    r.startedAt = at;
+    at += r.seconds + (i % 7 === 6 ? 0.2 : 0);
+  }
+  const fit = fitEngineSteps(base(false), steps, { keepShape: true });
+  for (const k of Object.keys(truth) as (keyof typeof truth)[]) near(fit.coef[k], 1.3 * base(false).coef[k], 1e-6, k);
+  near(fit.wake.seconds, 0.004, 1e-6, 'wake');
 });
 
 test('refit: on noisy steps the fit sits on their mean, not under it', () => {
