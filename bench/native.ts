@@ -37,9 +37,14 @@ export function lastLevelCacheBytes(): number {
   return best || 32 * 2 ** 20;
 }
 
-/** Replicas of `bytes` needed so that together they are >= 4x the last-level cache. */
+/**
+ * Replicas of `bytes` needed so that together they are >= 4x the last-level cache. One
+ * replica of 4x the cache or more is cold for every op; below that, at least three, so that
+ * ops taken in turn (sampled) each read a replica the op just before did not.
+ */
 export function coldReplicas(bytes: number): number {
-  return Math.max(1, Math.ceil((4 * lastLevelCacheBytes()) / bytes));
+  const n = Math.ceil((4 * lastLevelCacheBytes()) / bytes);
+  return n <= 1 ? 1 : Math.max(3, n);
 }
 
 /**
