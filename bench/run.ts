@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatTable, type BenchContext, type BenchGroup, type Headline } from './harness.js';
+import { cpuTicks, loadBetween } from './machine-load.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -52,6 +53,7 @@ const summary: (Headline & { group: string })[] = [];
 let failed = false;
 for (const [i, g] of selected.entries()) {
   const t0 = performance.now();
+  const ticks0 = cpuTicks();
   const tables: { title: string; rows: Record<string, unknown>[] }[] = [];
   const extra: Record<string, unknown> = {};
   console.log(`[${i + 1}/${selected.length}] ${g.title}${g.estimate ? ` (~${g.estimate})` : ''}`);
@@ -71,11 +73,13 @@ for (const [i, g] of selected.entries()) {
     const heads = await g.run(ctx);
     for (const h of heads) summary.push({ group: g.name, ...h });
     const seconds = (performance.now() - t0) / 1000;
+    const load = loadBetween(ticks0, cpuTicks());
     writeFileSync(
       path.join(resultsDir, `${g.name}.json`),
-      JSON.stringify({ group: g.name, title: g.title, full, backend, machine, date: new Date().toISOString(), seconds, headlines: heads, tables, ...extra }, null, 2),
+      JSON.stringify({ group: g.name, title: g.title, full, backend, machine, date: new Date().toISOString(), seconds, load, headlines: heads, tables, ...extra }, null, 2),
     );
-    console.log(`  done in ${seconds.toFixed(1)} s\n`);
+    const steal = load.stealPct === null ? '' : `, steal ${load.stealPct.toFixed(1)}% of CPU time`;
+    console.log(`  done in ${seconds.toFixed(1)} s (load average ${load.load1.toFixed(2)}${steal})\n`);
   } catch (err) {
     failed = true;
     console.error(`  group ${g.name} failed: ${(err as Error).stack ?? err}\n`);

@@ -329,7 +329,9 @@ EventPtr ChunkIo::readFile(std::string path, ChunkSpec spec, Digest key, ChunkBl
     const int64_t bb = spec.blockBytes();
     PayloadHasher hasher;
     std::vector<iovec> iov;
-    forEachBatch(spec.blocksPerChunk(), bb, [&](Batch b) {
+    const int64_t nb = spec.blocksPerChunk();
+    forEachBatch(nb, bb, [&](Batch b) {
+      std::this_thread::sleep_until(throttle_.arrived(deadline, (nb - b.first) * bb));
       iov.resize(size_t(b.count));
       for (int64_t i = 0; i < b.count; ++i) iov[size_t(i)] = iovec{blockPtr(dst, bb, b.first + i), size_t(bb)};
       const off_t off = off_t(kHeaderBytes) + off_t(b.first * bb);
@@ -362,7 +364,9 @@ EventPtr ChunkIo::scatter(std::vector<Segment> src, ChunkSpec spec, Digest key, 
 
     const int64_t bb = spec.blockBytes();
     PayloadHasher hasher;
-    forEachBatch(spec.blocksPerChunk(), bb, [&](Batch b) {
+    const int64_t nb = spec.blocksPerChunk();
+    forEachBatch(nb, bb, [&](Batch b) {
+      std::this_thread::sleep_until(throttle_.arrived(deadline, (nb - b.first) * bb));
       for (int64_t i = 0; i < b.count; ++i) {
         uint8_t* d = blockPtr(dst, bb, b.first + i);
         cur.take(size_t(bb), [&](const uint8_t* p, size_t n) {

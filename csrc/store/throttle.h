@@ -3,7 +3,11 @@
 // bucket has paid for them: completion = max(when the bytes actually landed, start + debt /
 // rate). The balance may go negative, so reads issued together complete one after another
 // at the capped rate, as on a link of that bandwidth. burstBytes is what an idle store may
-// deliver at once (0: none, every byte is paid for at the rate).
+// deliver at once (0: none, every byte is paid for at the rate). A reader takes a read's
+// bytes in as they arrive (arrived(): a batch once its first byte has; a link delivers the
+// bytes at its rate up to the deadline), so the CPU work of reading spreads over the read,
+// as a NIC's DMA would, instead of landing all at once when several reads are issued
+// together; the last batch is then done by the deadline, not after it.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -36,6 +40,13 @@ class ReadThrottle {
     tokens_ -= double(bytes);
     if (tokens_ >= 0) return now;
     return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / rate_));
+  }
+
+  // When a read whose reserve() gave `deadline` has all its bytes but the last `bytesLeft`.
+  Clock::time_point arrived(Clock::time_point deadline, int64_t bytesLeft) const {
+    std::lock_guard<std::mutex> lk(m_);
+    if (rate_ <= 0 || bytesLeft <= 0) return rate_ <= 0 ? Clock::time_point::min() : deadline;
+    return deadline - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(bytesLeft) / rate_));
   }
 
   double rate() const {
