@@ -1,22 +1,9 @@
 // The model and prompt of the cake-engine benchmark, shared by the group and its Redis
 // writer process.
-export const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_act: 'silu',
-  hidden_size: 256,
-  intermediate_size: 704,
-  num_hidden_layers: 8,
-  num_attention_heads: 4,
-  num_key_value_heads: 4,
-  head_dim: 64,
-  vocab_size: 4096,
-  max_position_embeddings: 4096,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  torch_dtype: 'float32',
-};
+import { CONFIG as SERVING_CONFIG } from './serving-model.js';
+/** The serving groups' model (bench/serving-model.ts) with 4 KV heads: 4 MiB of KV per
+ *  256-token chunk, so a chunk's load weighs against its compute. */
+export const CONFIG = { ...SERVING_CONFIG, num_key_value_heads: 4, max_position_embeddings: 4096 };
 export const SEED = 5;
 export const BLOCK = 16;
 export const CHUNK = 256;

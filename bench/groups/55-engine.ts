@@ -26,7 +26,6 @@
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
 import { calibrateEngineCost, createEngine, fitEngineSteps, type Engine, type StepReport } from '../../lib/engine/index.js';
 import { loadModel } from '../../lib/model/model.js';
-import { parseModelConfig } from '../../lib/model/config.js';
 import { createScheduler, type PolicyName } from '../../lib/sched/index.js';
 import { simulate } from '../../lib/sim/simulate.js';
 import { SimExecutor } from '../../lib/sim/executor.js';
@@ -34,9 +33,8 @@ import { synthetic } from '../../lib/workload/synthetic.js';
 import { percentiles } from '../../lib/metrics/percentiles.js';
 import type { Request } from '../../lib/contract/request.js';
 import type { CostModel } from '../../lib/cost/cost-model.js';
-import { CONFIG, capacityOf } from '../serving-model.js';
+import { BLOCK, BLOCK_BYTES, CONFIG, capacityOf, servingEngine, servingPools } from '../serving-model.js';
 
-const BLOCK = 16;
 const TTFT_SLO = 2;
 const TPOT_SLO = 0.1;
 /** Engine runs per row and policy. */
@@ -76,6 +74,8 @@ interface Row {
 interface Run {
   rows: Row[];
   span: number;
+  /** Mean TTFT of the run's requests, seconds. */
+  ttftMean: number;
   offloadMiB: number;
   steps: StepReport[];
 }
@@ -94,7 +94,7 @@ async function runEngine(engine: Engine, reqs: Request[]): Promise<Omit<Run, 'st
     ),
   );
   const span = Math.max(...rows.map((r) => r.end)) - Math.min(...reqs.map((r) => r.arrival));
-  return { rows, span, offloadMiB: engine.stats().totals.offloadedBytes / 2 ** 20 };
+  return { rows, span, ttftMean: summarize(rows, span).ttftMean, offloadMiB: engine.stats().totals.offloadedBytes / 2 ** 20 };
 }
 
 /** The simulator on the same requests: the scheduler plans with `cost`, as the engine's
@@ -139,12 +139,10 @@ export const group: BenchGroup = {
   async run(ctx: BenchContext): Promise<Headline[]> {
     ctx.progress('loading the model and fitting the cost model to this machine');
     const model = await loadModel({ backend: 'cpu', config: CONFIG, dummySeed: 1 }, { dtype: 'fp32' });
-    const c = parseModelConfig(CONFIG);
-    const blockBytes = 2 * c.numKvHeads * c.headDim * BLOCK * 4;
     // Device: 8 requests of 320 tokens' worth of every layer; host: plenty.
-    const deviceBlocks = 8 * Math.ceil(320 / BLOCK) * c.numLayers;
-    const hostBlocks = 16 * deviceBlocks;
-    const cal = await calibrateEngineCost(model, { deviceKvBytes: deviceBlocks * blockBytes, maxChunk: 256, maxContext: 512 });
+    const pools = servingPools(8);
+    const { deviceBlocks, hostBlocks } = pools;
+    const cal = await calibrateEngineCost(model, { deviceKvBytes: deviceBlocks * BLOCK_BYTES, maxChunk: 256, maxContext: 512 });
     model.release();
     ctx.table(
       'Calibration: fitted step-time coefficients (LinearCost) and copy channels',
@@ -162,20 +160,8 @@ export const group: BenchGroup = {
     const worst = Math.max(...cal.points.map((p) => Math.abs(p.fitted / p.measured - 1)));
     ctx.table(`Calibration fit, ${cal.seconds.toFixed(1)} s (worst point ${(100 * worst).toFixed(0)}% off)`, cal.points.map((p) => ({ ...p, 'measured ms': p.measured * 1e3, 'fitted ms': p.fitted * 1e3, measured: undefined, fitted: undefined })));
     const workload = (n: number, rate: number, seed: number) =>
-      synthetic({ n, rate, promptLen: [192, 288], outputLen: [16, 48], seed }).map((r, i) => ({ ...r, promptTokens: Int32Array.from({ length: r.promptLen }, (_, j) => (i * 131 + j * 17 + seed) % c.vocabSize) }));
-    const engineFor = (policy: PolicyName, cost: typeof cal.cost, onStep: (s: StepReport) => void) =>
-      createEngine({
-        model: { config: CONFIG, dummySeed: 1 },
-        backend: 'cpu',
-        dtype: 'fp32',
-        policy,
-        deviceKvBytes: deviceBlocks * blockBytes,
-        hostKvBytes: hostBlocks * blockBytes,
-        maxBatchedTokens: 512,
-        blockSize: BLOCK,
-        cost,
-        onStep,
-      });
+      synthetic({ n, rate, promptLen: [192, 288], outputLen: [16, 48], seed }).map((r, i) => ({ ...r, promptTokens: Int32Array.from({ length: r.promptLen }, (_, j) => (i * 131 + j * 17 + seed) % CONFIG.vocab_size) }));
+    const engineFor = (policy: PolicyName, cost: typeof cal.cost, onStep: (s: StepReport) => void) => servingEngine({ policy, pools, maxBatchedTokens: 512, cost, onStep });
     // A calibration run through the engine (baseline, its own requests), for the refit. It
     // spans the regimes the rows run in: a light phase, where requests often find the engine
     // idle and its first step runs cold (the wake cost needs such steps to be fitted), and a
@@ -247,7 +233,7 @@ export const group: BenchGroup = {
         // Every request of every run counts once: the mean of REPS x n requests, not one
         // run picked from REPS.
         const real = { ...summarize(all.flatMap((x) => x.rows), all.reduce((a, x) => a + x.span, 0)), offloadMiB: all.reduce((a, x) => a + x.offloadMiB, 0) / REPS };
-        const perRun = all.map((x) => summarize(x.rows, x.span).ttftMean).sort((a, b) => a - b);
+        const perRun = all.map((x) => x.ttftMean).sort((a, b) => a - b);
         const ratio = percentiles(all.flatMap((x) => x.steps.map((s) => s.seconds / preset.stepTime(s.items)))).median;
         ctx.progress(`${policy} at ${rate.toFixed(2)} req/s: simulator`);
         const sim = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, preset);
@@ -294,7 +280,7 @@ export const group: BenchGroup = {
       // The engine calls an order only where it holds beyond the runs' noise: over the REPS
       // pairs of runs, the 95% confidence interval (Student's t) of baseline's mean TTFT
       // over LayerKV's, minus one, must clear the 5% band; else the policies tie.
-      const rel = runs.baseline.map((b, k) => summarize(b.rows, b.span).ttftMean / summarize(runs.layerkv[k].rows, runs.layerkv[k].span).ttftMean - 1);
+      const rel = runs.baseline.map((b, k) => b.ttftMean / runs.layerkv[k].ttftMean - 1);
       const m = rel.reduce((a, x) => a + x, 0) / REPS;
       const half = (T_975[REPS - 1] * Math.sqrt(rel.reduce((a, x) => a + (x - m) ** 2, 0) / (REPS - 1))) / Math.sqrt(REPS);
       const realOrder = m - half > 0.05 ? 'layerkv' : m + half < -0.05 ? 'baseline' : 'tie';

@@ -16,15 +16,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
-import { calibrateEngineCost, createEngine } from '../../lib/engine/index.js';
+import { calibrateEngineCost } from '../../lib/engine/index.js';
 import { loadModel } from '../../lib/model/model.js';
-import { parseModelConfig } from '../../lib/model/config.js';
 import { createScheduler, type PolicyName } from '../../lib/sched/index.js';
 import { startServer } from '../../lib/server/index.js';
 import { buildWorkload, renderReport, reportRunsFromResults, runBenchmark, simulateForReport, type ReportRun, type RunResult } from '../../lib/serving-bench/index.js';
-import { CONFIG, capacityOf } from '../serving-model.js';
+import { BLOCK, BLOCK_BYTES, CONFIG, capacityOf, servingEngine, servingPools } from '../serving-model.js';
 
-const BLOCK = 16;
 const BUDGET = 512;
 const POLICIES: PolicyName[] = ['baseline', 'layerkv', 'layerkv+cake'];
 const SLOS = { ttft: 2, tpot: 0.1 };
@@ -37,12 +35,10 @@ export const group: BenchGroup = {
     if (ctx.backend === 'cuda') ctx.progress('the serve group runs on the CPU backend (a dummy model sized for it)');
     ctx.progress('fitting the cost model to this machine');
     const model = await loadModel({ backend: 'cpu', config: CONFIG, dummySeed: 1 }, { dtype: 'fp32' });
-    const c = parseModelConfig(CONFIG);
-    const blockBytes = 2 * c.numKvHeads * c.headDim * BLOCK * 4;
     // Room for the KV of about four requests: the baseline waits for blocks at these rates.
-    const deviceBlocks = 4 * Math.ceil(320 / BLOCK) * c.numLayers;
-    const hostBlocks = 16 * deviceBlocks;
-    const cal = await calibrateEngineCost(model, { deviceKvBytes: deviceBlocks * blockBytes, maxChunk: 256, maxContext: 512, reps: 3 });
+    const pools = servingPools(4);
+    const { deviceBlocks, hostBlocks } = pools;
+    const cal = await calibrateEngineCost(model, { deviceKvBytes: deviceBlocks * BLOCK_BYTES, maxChunk: 256, maxContext: 512, reps: 3 });
     model.release();
     const capacity = capacityOf(cal.cost);
     const fractions = ctx.full ? [0.4, 0.7, 1.0, 1.3] : [0.6, 1.1];
@@ -54,21 +50,11 @@ export const group: BenchGroup = {
     const rows: Record<string, unknown>[] = [];
     let errors = 0;
     for (const policy of POLICIES) {
-      const engine = await createEngine({
-        model: { config: CONFIG, dummySeed: 1 },
-        backend: 'cpu',
-        dtype: 'fp32',
-        policy,
-        deviceKvBytes: deviceBlocks * blockBytes,
-        hostKvBytes: hostBlocks * blockBytes,
-        maxBatchedTokens: BUDGET,
-        blockSize: BLOCK,
-        cost: cal.cost,
-      });
+      const engine = await servingEngine({ policy, pools, maxBatchedTokens: BUDGET, cost: cal.cost });
       const server = await startServer({ engine, port: 0, modelName: 'dummy-8x256' });
       try {
         for (const rate of rates) {
-          const requests = buildWorkload({ kind: 'synthetic', n, rate, inputLen: [192, 288], outputLen: [16, 48], sharedPrefix: { groups: 4, tokens: 128 }, seed: 7 }, { lo: 0, hi: c.vocabSize }, { ttftSlo: SLOS.ttft, tpotSlo: SLOS.tpot });
+          const requests = buildWorkload({ kind: 'synthetic', n, rate, inputLen: [192, 288], outputLen: [16, 48], sharedPrefix: { groups: 4, tokens: 128 }, seed: 7 }, { lo: 0, hi: CONFIG.vocab_size }, { ttftSlo: SLOS.ttft, tpotSlo: SLOS.tpot });
           ctx.progress(`${policy} at ${rate} req/s: ${n} requests over HTTP`);
           const r = await runBenchmark({
             url: server.url,

@@ -38,7 +38,7 @@ export interface CalibrateOptions {
   blockSize?: number;
 }
 
-export function median(xs: number[]): number {
+function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 }

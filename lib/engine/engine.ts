@@ -117,8 +117,8 @@ class EngineImpl implements Engine {
         this.steps++;
         const secs = result.end - result.start;
         const idleSeconds = result.start - this.lastComputeEnd;
-        if (plan.compute.length > 0) this.lastComputeEnd = result.end;
         if (plan.compute.length > 0) {
+          this.lastComputeEnd = result.end;
           this.stepEwma = this.stepEwma === 0 ? secs : 0.9 * this.stepEwma + 0.1 * secs;
           this.issueEwma = this.issueEwma === 0 ? this.executor.lastIssueSeconds : 0.9 * this.issueEwma + 0.1 * this.executor.lastIssueSeconds;
         }
