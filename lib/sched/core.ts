@@ -73,6 +73,9 @@ export interface SchedCore {
   readonly running: SeqState[];
   readonly queue: RequestQueue;
   readonly stats: SchedulerStats;
+  /** End of the last step that ran compute (-Infinity before any): a step starting
+   *  cost.wake.afterIdleSeconds or more after it pays the cost model's wake cost. */
+  readonly lastComputeEnd: number;
   /** The request lets go of its KV: the blocks return now, or once its transfers are done. */
   dropKv(s: SeqState): void;
   /** A decode of `s`'s next token. */

@@ -116,6 +116,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
   private stepNo = 0;
   private orderNo = 0;
   private lastAdmitted = -Infinity;
+  private lastCompute = -Infinity;
   /** Device blocks running requests' promotions and growth will need (this step's). */
   private reserved = 0;
 
@@ -359,6 +360,10 @@ export class Scheduler implements SchedulerContract, SchedCore {
     if (stuck) this.preemption.preempt(this.preemption.victim(stuck), b);
   }
 
+  get lastComputeEnd(): number {
+    return this.lastCompute;
+  }
+
   // ---- results ------------------------------------------------------------------------
 
   onResult(plan: StepPlan, result: StepResult): SeqEvent[] {
@@ -374,6 +379,7 @@ export class Scheduler implements SchedulerContract, SchedCore {
     }
     this.placement.observeStep(decoded, result.end - result.start);
     this.prefix?.observe(plan, result);
+    if (plan.compute.length > 0) this.lastCompute = result.end;
     const sampled = result.sampled;
     if (!Array.isArray(sampled) || sampled.length !== emitting) {
       throw new Error(`Scheduler.onResult: step ${plan.step} has ${emitting} emitting items but the result samples ${Array.isArray(sampled) ? sampled.length : 'no'} tokens`);

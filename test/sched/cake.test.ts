@@ -324,6 +324,30 @@ test('with estimates: a front queued behind other prefills shifts the split towa
   assert.is(queued.nextCompute(800, 0), null);
 });
 
+test('with estimates: a first step that pays a wake cost is not read as a slow front', () => {
+  // Balanced (10 ms per chunk either way): chunks 4..7 are loaded. The first step runs after
+  // idle and takes 8 ms more than its compute. Told of that overhead, the tracker keeps its
+  // split; not told, it reads a front 40% slower than estimated and commits one more load,
+  // which the front would have beaten.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const compute = (_s: number, n: number) => n * 1e-4;
+  const run = (stepOverhead?: (now: number) => number) => {
+    const t = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01, stepOverhead } });
+    const drain = (now: number) => {
+      const loads: number[] = [];
+      for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
+      return loads;
+    };
+    const first = drain(0);
+    assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
+    t.onLoaded(7, 0.01);
+    t.onComputed(0, 100);
+    return { first, second: drain(0.018) };
+  };
+  assert.equal(run((now) => (now === 0 ? 0.008 : 0)), { first: [7, 6, 5, 4], second: [] });
+  assert.equal(run(), { first: [7, 6, 5, 4], second: [3] });
+});
+
 test('with estimates: one step asks for O(log n) compute estimates, however many loads it issues', () => {
   // A 128K prompt in 64-token chunks: 2048 chunks. Re-solving the split with a linear scan
   // for every load issued would ask for millions of estimates in the first step.

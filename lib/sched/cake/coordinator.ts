@@ -115,6 +115,7 @@ export class PrefixCoordinator {
         estimates: {
           compute: (start, tokens) => this.core.cost.prefillChunkTime(tokens, start),
           load: () => this.chunkLoadTime(s),
+          stepOverhead: (now) => this.wakeSeconds(now),
         },
       });
     if (this.mode === 'cake' && this.fixedSplit !== undefined) tracker.setSplit(Math.min(this.fixedSplit, p.storedChunks));
@@ -124,6 +125,12 @@ export class PrefixCoordinator {
   /** `s` let go of its KV (preempted, aborted): a recompute starts over without the store. */
   detach(s: SeqState): void {
     this.seqs.delete(s);
+  }
+
+  /** The cost model's wake cost for a step starting at `now`, or 0 when compute ran lately. */
+  private wakeSeconds(now: number): number {
+    const w = this.core.cost.wake;
+    return w !== undefined && now - this.core.lastComputeEnd >= w.afterIdleSeconds ? w.seconds : 0;
   }
 
   /** Bytes of one chunk: every layer's blocks for its tokens. */
@@ -366,6 +373,7 @@ export class PrefixCoordinator {
       if (c.phase === 'prefill' && ids.has(c.seq)) est += this.core.cost.prefillChunkTime(c.tokens, c.cachedBefore);
     }
     if (est <= 0) return;
+    est += this.wakeSeconds(result.start);
     this.frontActual = 0.8 * this.frontActual + 0.2 * (result.end - result.start);
     this.frontEstimated = 0.8 * this.frontEstimated + 0.2 * est;
   }

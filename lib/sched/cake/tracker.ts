@@ -73,6 +73,11 @@ export interface CakeEstimates {
    *  clock as `now`): after the prefills served before it. Without it the tracker assumes its
    *  front computes from now on. */
   computeFreeAt?(): number;
+  /** Seconds a step starting at `now` takes beyond its compute: the cost model's wake cost
+   *  when the executor has sat idle (0 otherwise). The front's first step after idle pays
+   *  it once; without it here that step reads as a slow front, and the split, scaled by
+   *  the slowdown, commits loads the front would have beaten. */
+  stepOverhead?(now: number): number;
 }
 
 export interface CakeTrackerOptions {
@@ -387,7 +392,7 @@ export class CakeTracker {
     const tokens = Math.min(budget, limit - this.front);
     this.planned = this.front + tokens;
     if (this.est !== undefined && now !== undefined) {
-      this.handedOut = { since: now, estimate: this.estimate('compute', this.est.compute(this.front, tokens)) };
+      this.handedOut = { since: now, estimate: this.estimate('compute', this.est.compute(this.front, tokens)) + this.overhead(now) };
     }
     return { start: this.front, tokens };
   }
@@ -458,7 +463,8 @@ export class CakeTracker {
     // of several chunks per step pays the per-step cost once for all of them. The range
     // includes this step's planned compute and the rest of a started chunk, which are owed
     // whatever the split.
-    const frontAt = (k: number) => (k * C > this.front ? computeFrom + slow * this.estimate('compute', est.compute(this.front, k * C - this.front)) : t);
+    const wake = this.overhead(now);
+    const frontAt = (k: number) => (k * C > this.front ? computeFrom + wake + slow * this.estimate('compute', est.compute(this.front, k * C - this.front)) : t);
     const loadsAt = (k: number) => (k < low ? newFrom + this.loadPrefix[low] - this.loadPrefix[k] : landed);
     let lo = first;
     let hi = low;
@@ -485,7 +491,7 @@ export class CakeTracker {
     // its own steps. Comparing whole-prefill times keeps Cake from ever choosing a split that
     // is slower than computing everything (short suffixes on short prompts).
     if (low === S) {
-      const all = computeFrom + slow * this.estimate('compute', est.compute(this.front, P - this.front));
+      const all = computeFrom + wake + slow * this.estimate('compute', est.compute(this.front, P - this.front));
       if (all < bestCost - 1e-12) best = S;
     }
     this.splitMemo = { now, planned: this.planned, version: this.version, value: best };
@@ -512,6 +518,12 @@ export class CakeTracker {
     if (!(this.estimatedCompute > 0 && this.measuredCompute > 0)) return 1;
     const prior = this.priorCompute;
     return (this.measuredCompute + prior) / (this.estimatedCompute + prior);
+  }
+
+  /** The caller's per-step overhead for a step starting at `now` (0 without one). */
+  private overhead(now?: number): number {
+    if (now === undefined || this.est?.stepOverhead === undefined) return 0;
+    return this.estimate('stepOverhead', this.est.stepOverhead(now));
   }
 
   /** The shared store's queue end, when the caller tracks it and the clock is known. */
