@@ -348,6 +348,26 @@ test('with estimates: a first step that pays a wake cost is not read as a slow f
   assert.equal(run(), { first: [7, 6, 5, 4], second: [3] });
 });
 
+test('with estimates: a load that overtakes an earlier one does not make the rest look early', () => {
+  // Balanced (10 ms per chunk either way): chunks 4..7 are loaded, expected at 10, 20, 30
+  // and 40 ms. Chunk 6 lands first, at 10 ms: the channel is on time, and the three still
+  // in flight land at 20, 30 and 40. Read as chunk 6 ten ms early, they would all look ten
+  // ms early, and the split would take one more load (chunk 3) than the front needs.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.01 } });
+  const drain = (now: number) => {
+    const loads: number[] = [];
+    for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
+    return loads;
+  };
+  assert.equal(drain(0), [7, 6, 5, 4]);
+  assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
+  t.onLoaded(6, 0.01);
+  t.onComputed(0, 100);
+  assert.equal(drain(0.01), []);
+  assert.equal(t.nextCompute(100, 0.01), { start: 100, tokens: 100 });
+});
+
 test('with estimates: one step asks for O(log n) compute estimates, however many loads it issues', () => {
   // A 128K prompt in 64-token chunks: 2048 chunks. Re-solving the split with a linear scan
   // for every load issued would ask for millions of estimates in the first step.

@@ -26,6 +26,7 @@ import type { SeqState } from '../request-state.js';
 import type { StepBuilder } from '../step-builder.js';
 import { sizeToLimit } from '../policy/slo.js';
 import { planCake, type FixedJob, type PlanJob } from './planner.js';
+import { LoadSlots } from './load-slots.js';
 import { CakeTracker, type PrefixMode } from './tracker.js';
 
 export interface PrefixOptions {
@@ -48,11 +49,6 @@ interface PrefixSeq {
   split?: number;
 }
 
-interface LoadExpectation {
-  s: SeqState;
-  /** When this chunk is expected to land (the store is FIFO: behind every earlier read). */
-  at: number;
-}
 
 export class PrefixCoordinator {
   readonly mode: PrefixMode;
@@ -60,10 +56,10 @@ export class PrefixCoordinator {
   private readonly maxLoadsInFlight: number | undefined;
   private readonly storageBandwidth: () => number;
   private readonly seqs = new Map<SeqState, PrefixSeq>();
-  /** In-flight prefix-loads by transfer id. */
-  private readonly expect = new Map<number, LoadExpectation>();
-  /** When the store is expected to finish every read issued so far. */
-  private storageEnd = 0;
+  /** In-flight prefix-loads by transfer id, their requests, and when they are expected to
+   *  land: the store serves every request's reads on one channel. */
+  private readonly loads = new Map<number, SeqState>();
+  private readonly slots = new LoadSlots<number>();
   /** Real seconds of steps that ran fronts over the cost model's seconds for those ranges
    *  alone (EWMA of both): decodes and ordinary prefills share those steps and take budget
    *  first, so fronts run slower than the model says; the joint planner scales by this. */
@@ -246,7 +242,6 @@ export class PrefixCoordinator {
     core.stats.prefixLoads++;
     core.stats.loadedBytes += bytes;
     const read = core.transfers.issue(b, s, { kind: 'prefix-read', channel: 'storage', bytes, moves: [], chunk: { index: chunk, hash: p.chunkHashes[chunk], dest } });
-    this.storageEnd = Math.max(this.storageEnd, now) + this.chunkLoadTime(s);
     const load = core.transfers.issue(
       b,
       s,
@@ -267,31 +262,23 @@ export class PrefixCoordinator {
         },
       },
     );
-    this.expect.set(load.t.id, { s, at: this.storageEnd });
+    this.loads.set(load.t.id, s);
+    this.slots.add(load.t.id, now, this.chunkLoadTime(s));
   }
 
-  /** The store is FIFO: every load behind one that landed shifts by the same error. */
   private landed(id: number, at: number): void {
-    const rec = this.expect.get(id);
-    if (!rec) return;
-    this.expect.delete(id);
-    const delta = at - rec.at;
-    let behind = false;
-    for (const r of this.expect.values()) {
-      if (r.at > rec.at) {
-        r.at += delta;
-        behind = true;
-      }
-    }
-    this.storageEnd = behind ? this.storageEnd + delta : at;
+    this.loads.delete(id);
+    this.slots.land(id, at);
   }
+
+
 
   /** When each live request's issued loads are expected to land. */
   private landingTimes(): Map<SeqState, number> {
     const landAt = new Map<SeqState, number>();
-    for (const r of this.expect.values()) {
-      if (!r.s.hold || r.s.hold.dropped) continue;
-      landAt.set(r.s, Math.max(landAt.get(r.s) ?? -Infinity, r.at));
+    for (const [id, s] of this.loads) {
+      if (!s.hold || s.hold.dropped) continue;
+      landAt.set(s, Math.max(landAt.get(s) ?? -Infinity, this.slots.expected(id)!));
     }
     return landAt;
   }
@@ -316,7 +303,7 @@ export class PrefixCoordinator {
     }
     const landAt = this.landingTimes();
     let storageFree = now;
-    for (const r of this.expect.values()) if (r.s.hold && !r.s.hold.dropped) storageFree = Math.max(storageFree, r.at);
+    for (const [id, s] of this.loads) if (s.hold && !s.hold.dropped) storageFree = Math.max(storageFree, this.slots.expected(id)!);
     const cost = this.core.cost;
     const dil = this.frontEstimated > 0 ? Math.max(1, this.frontActual / this.frontEstimated) : 1;
     const jobs: PlanJob[] = [];

@@ -55,6 +55,8 @@
 // (everything before it is in place by then), then moves on: holes are computed in order,
 // and the suffix after them. The request finishes with the same KV as computing it all.
 
+import { LoadSlots } from './load-slots.js';
+
 export type PrefixMode = 'compute-only' | 'load-only' | 'cake';
 
 /** Seconds the scheduler expects; used only to choose the split point. */
@@ -151,10 +153,9 @@ export class CakeTracker {
   /** Bumped whenever a landing, a computed range or a speed measurement changes the plan. */
   private version = 0;
   private splitMemo: { now: number | undefined; planned: number; version: number; value: number } | null = null;
-  /** Expected completion of each in-flight load (absolute when the caller passes `now`,
-   *  else unused), and of the last one issued: loads of one request run in issue order. */
-  private readonly loadDoneAt = new Map<number, number>();
-  private lastLoadDoneAt = -Infinity;
+  /** Expected landings of the loads in flight (absolute when the caller passes `now`, else
+   *  unused): one after another on the read channel, corrected by the landings seen. */
+  private readonly loadSlots = new LoadSlots<number>();
   /** Measured over estimated front compute time. The caller's compute estimate is for the
    *  range alone; in a busy step the front shares the GPU with decodes and other prefills and
    *  gets only the leftover budget, so it runs slower than estimated. The ratio is measured
@@ -301,20 +302,18 @@ export class CakeTracker {
     this.low = chunk;
     this.inFlightChunks.add(chunk);
     if (this.est !== undefined) {
-      const start = Math.max(now ?? 0, this.lastLoadDoneAt, this.storageFree(now));
-      this.lastLoadDoneAt = start + this.chunkLoad[chunk];
-      this.loadDoneAt.set(chunk, this.lastLoadDoneAt);
+      this.loadSlots.add(chunk, now ?? 0, this.chunkLoad[chunk], this.storageFree(now));
     }
     return chunk;
   }
 
   /** A load issued by nextLoad has landed (loads may land in any order). `at` is its
-   *  completion time, used to correct the expected completion of the loads behind it. */
+   *  completion time, used to correct the expected landings of the loads still in flight. */
   onLoaded(chunk: number, at?: number): void {
     this.landedOrFailed('onLoaded', chunk);
     if ((chunk + 1) * this.chunkTokens <= this.front) this.wasted += this.chunkTokens;
     else this.loadedCount++;
-    this.correctTimes(chunk, at);
+    this.loadSlots.land(chunk, at);
     this.settle();
   }
 
@@ -324,7 +323,7 @@ export class CakeTracker {
     this.landedOrFailed('onLoadFailed', chunk);
     this.failedCount++;
     this.holes.add(chunk);
-    this.correctTimes(chunk, at);
+    this.loadSlots.land(chunk, at);
     this.settle();
   }
 
@@ -334,17 +333,6 @@ export class CakeTracker {
     }
     this.inFlightChunks.delete(chunk);
     this.version++;
-  }
-
-  private correctTimes(chunk: number, at: number | undefined): void {
-    const expected = this.loadDoneAt.get(chunk);
-    this.loadDoneAt.delete(chunk);
-    if (expected !== undefined && at !== undefined && Number.isFinite(at)) {
-      // Loads behind this one on the channel shift by the same error.
-      const delta = at - expected;
-      for (const [c, t] of this.loadDoneAt) this.loadDoneAt.set(c, t + delta);
-      this.lastLoadDoneAt = this.loadDoneAt.size > 0 ? this.lastLoadDoneAt + delta : at;
-    }
   }
 
   // ---- compute ------------------------------------------------------------------------
@@ -456,7 +444,7 @@ export class CakeTracker {
     const slow = this.slowdown;
     const computeFrom = Math.max(t, this.computeFree(now));
     // When this request's issued loads have landed, and when new ones could start.
-    const landed = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.lastLoadDoneAt);
+    const landed = this.inFlightChunks.size === 0 ? t : now === undefined ? this.inFlightLoadSum() : Math.max(t, this.loadSlots.end);
     const newFrom = Math.max(landed, this.storageFree(now));
     const low = this.low;
     // The front's time to k is estimated over the whole range, not summed per chunk: a budget
