@@ -156,13 +156,13 @@ export class CakeTracker {
   /** Expected landings of the loads in flight (absolute when the caller passes `now`, else
    *  unused): one after another on the read channel, corrected by the landings seen. */
   private readonly loadSlots = new LoadSlots<number>();
-  /** Measured over estimated front compute time. The caller's compute estimate is for the
-   *  range alone; in a busy step the front shares the GPU with decodes and other prefills and
-   *  gets only the leftover budget, so it runs slower than estimated. The ratio is measured
-   *  from the `now` of the call that handed out a range to the `now` of the first call after
-   *  it was reported computed (the next step's start), summed over all steps so far. */
-  private measuredCompute = 0;
-  private estimatedCompute = 0;
+  /** Measured over estimated front compute time, per step. The caller's compute estimate is
+   *  for the range alone; in a busy step the front shares the GPU with decodes and other
+   *  prefills and gets only the leftover budget, so it runs slower than estimated. A step is
+   *  measured from the `now` of the call that handed out its range to the `now` of the first
+   *  call after it was reported computed (the next step's start). Each step weighs its
+   *  estimate. */
+  private readonly stepPace: { ratio: number; weight: number }[] = [];
   /** One chunk's compute estimate: the slowdown's prior weight. */
   private priorCompute = 0;
   /** A range reported computed, waiting for the next `now` to close its measurement. */
@@ -490,22 +490,32 @@ export class CakeTracker {
   private observe(now?: number): void {
     if (this.openMeasure === null || now === undefined) return;
     const took = now - this.openMeasure.since;
-    if (took >= 0 && this.openMeasure.estimate > 0) {
-      this.measuredCompute += took;
-      this.estimatedCompute += this.openMeasure.estimate;
+    if (took > 0 && this.openMeasure.estimate > 0) {
+      this.stepPace.push({ ratio: took / this.openMeasure.estimate, weight: this.openMeasure.estimate });
       this.version++;
     }
     this.openMeasure = null;
   }
 
-  /** How much slower (or faster) than estimated the front has run (1 until measured). One
-   *  chunk's estimate enters as a prior on both sides: a single step's measurement (often
-   *  the slowest, sharing the machine with the loads it issued) moves the ratio halfway at
-   *  most, and loads it commits cannot be taken back. */
+  /** How much slower (or faster) than estimated the front has run (1 until measured): the
+   *  weighted median of its steps' measured / estimated ratios, with one chunk's estimate at
+   *  ratio 1 as a prior. A median, because loads committed on it cannot be taken back: a
+   *  front that really runs slow (a shared GPU) is slow in most of its steps, while one
+   *  stalled step (a preempted vCPU, a page-fault storm) would otherwise pull a mean far
+   *  enough to load chunks the front then beats. The prior keeps a single step from setting
+   *  the pace alone: with one measured step it moves the ratio halfway. */
   private get slowdown(): number {
-    if (!(this.estimatedCompute > 0 && this.measuredCompute > 0)) return 1;
-    const prior = this.priorCompute;
-    return (this.measuredCompute + prior) / (this.estimatedCompute + prior);
+    if (this.stepPace.length === 0) return 1;
+    const xs = [{ ratio: 1, weight: this.priorCompute }, ...this.stepPace].sort((a, b) => a.ratio - b.ratio);
+    const half = xs.reduce((a, x) => a + x.weight, 0) / 2;
+    let cum = 0;
+    for (let i = 0; i < xs.length; i++) {
+      cum += xs[i].weight;
+      if (cum > half * (1 + 1e-12)) return xs[i].ratio;
+      // Exactly half the weight on each side: the midpoint.
+      if (cum >= half * (1 - 1e-12)) return i + 1 < xs.length ? (xs[i].ratio + xs[i + 1].ratio) / 2 : xs[i].ratio;
+    }
+    return xs[xs.length - 1].ratio;
   }
 
   /** The caller's per-step overhead for a step starting at `now` (0 without one). */
