@@ -368,6 +368,31 @@ test('with estimates: a load that overtakes an earlier one does not make the res
   assert.equal(t.nextCompute(100, 0.01), { start: 100, tokens: 100 });
 });
 
+test('with estimates: one stalled step does not set the front\'s pace', () => {
+  // 10 ms of compute and 11 ms of load per chunk: chunks 4..7 are loaded (landing at 11, 22,
+  // 33 and 44 ms). The front's second step stalls, 20 ms for 10. At 30 ms the front, at its
+  // usual pace, reaches chunk 4 at 50 ms, before a load of chunk 3 could land (55 ms). Read
+  // as a front 1.33x slower (the ratio of the sums), it would reach chunk 4 at 57 ms, and
+  // chunk 3 would be loaded.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.011 } });
+  const drain = (now: number) => {
+    const loads: number[] = [];
+    for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
+    return loads;
+  };
+  assert.equal(drain(0), [7, 6, 5, 4]);
+  assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
+  t.onComputed(0, 100);
+  assert.equal(drain(0.01), []);
+  assert.equal(t.nextCompute(100, 0.01), { start: 100, tokens: 100 });
+  t.onLoaded(7, 0.011);
+  t.onLoaded(6, 0.022);
+  t.onComputed(100, 100);
+  assert.equal(drain(0.03), []);
+  assert.equal(t.nextCompute(100, 0.03), { start: 200, tokens: 100 });
+});
+
 test('with estimates: one step asks for O(log n) compute estimates, however many loads it issues', () => {
   // A 128K prompt in 64-token chunks: 2048 chunks. Re-solving the split with a linear scan
   // for every load issued would ask for millions of estimates in the first step.
