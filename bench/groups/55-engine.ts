@@ -17,15 +17,10 @@
 //      step that carries them (they run on the same cores: copiesShareCompute).
 //   3. Requests arrive as a Poisson process; each row runs them through a live engine
 //      (generate() called at each arrival time, wall clock) three times, and through
-//      simulate() eight times with the same scheduler settings, pool sizes and planning
-//      cost (virtual clock). The engine's steps scatter around the fit (a fifth of a step,
-//      typical on this VM), and queueing is convex in the step time: a simulator at the
-//      mean step time predicts a quieter machine than the one measured, most near capacity,
-//      where LayerKV's offloads hang on a few crowded moments. So each simulated run scatters
-//      its step times by a seeded resample of the calibration steps' residuals (mean 1);
-//      "sim no spread" is one run at the fit's times. Both sides pool every request of
-//      their runs; the range of the engine runs' mean TTFT stands beside them. "own" is
-//      the simulator with the step timing (and its spread) refitted to the rows' runs.
+//      simulate() once with the same scheduler settings, pool sizes and planning cost
+//      (virtual clock, deterministic). The engine's figures pool every request of the three
+//      runs, with the range of the runs' mean TTFT beside them. "own" is the simulator with
+//      the step timing refitted to the rows' runs themselves.
 //   4. The device tier holds a few requests' KV, so the baseline queues for blocks while
 //      LayerKV admits with layers on the host.
 import type { BenchContext, BenchGroup, Headline } from '../harness.js';
@@ -34,7 +29,6 @@ import { loadModel } from '../../lib/model/model.js';
 import { createScheduler, type PolicyName } from '../../lib/sched/index.js';
 import { simulate } from '../../lib/sim/simulate.js';
 import { SimExecutor } from '../../lib/sim/executor.js';
-import { resampledSpread } from '../../lib/sim/spread.js';
 import { synthetic } from '../../lib/workload/synthetic.js';
 import { percentiles } from '../../lib/metrics/percentiles.js';
 import type { Request } from '../../lib/contract/request.js';
@@ -45,8 +39,6 @@ const TTFT_SLO = 2;
 const TPOT_SLO = 0.1;
 /** Engine runs per row and policy. */
 const REPS = 3;
-/** Simulator runs per row and policy, each with its own draw of the step-time spread. */
-const SIM_RUNS = 8;
 /** Student's t, two-sided 95%, by degrees of freedom (index). */
 const T_975 = [NaN, 12.71, 4.303, 3.182, 2.776, 2.571];
 
@@ -106,28 +98,16 @@ async function runEngine(engine: Engine, reqs: Request[]): Promise<Omit<Run, 'st
 }
 
 /** The simulator on the same requests: the scheduler plans with `cost`, as the engine's
- *  did; the executor's step times come from `timing` (the same cost unless given). With a
- *  spread (an engine fit's residuals), SIM_RUNS runs whose step times scatter as the
- *  engine's did (seeded resamples), pooled as the engine's runs are; without one, a single
- *  run at the model's times. */
-async function runSim(policy: PolicyName, reqs: Request[], cost: CostModel, pools: { device: number; host: number }, budget: number, timing: CostModel = cost, spread?: Float64Array): Promise<RunStats> {
+ *  did; the executor's step times come from `timing` (the same cost unless given). */
+async function runSim(policy: PolicyName, reqs: Request[], cost: CostModel, pools: { device: number; host: number }, budget: number, timing: CostModel = cost): Promise<RunStats> {
+  const scheduler = createScheduler({ policy, cost, blockSize: BLOCK, deviceBlocks: pools.device, hostBlocks: pools.host, maxBatchedTokens: budget, recordTables: false });
   const withSlo = reqs.map((r) => ({ ...r, ttftSlo: TTFT_SLO, tpotSlo: TPOT_SLO }));
-  const rows: Row[] = [];
-  let span = 0;
-  let offloaded = 0;
-  const runs = spread ? SIM_RUNS : 1;
-  for (let k = 0; k < runs; k++) {
-    const scheduler = createScheduler({ policy, cost, blockSize: BLOCK, deviceBlocks: pools.device, hostBlocks: pools.host, maxBatchedTokens: budget, recordTables: false });
-    const executor = new SimExecutor(timing, spread ? { stepSpread: resampledSpread(spread, 1000 + k) } : {});
-    const r = await simulate({ requests: withSlo, scheduler, executor });
-    for (const x of r.collector.all()) {
-      const n = x.tokenTimes.length;
-      rows.push({ ttft: x.tokenTimes[0] - x.arrival, tpot: n > 1 ? (x.tokenTimes[n - 1] - x.tokenTimes[0]) / (n - 1) : NaN, tokens: n, end: x.finishedAt ?? 0, arrival: x.arrival });
-    }
-    span += r.metrics.duration;
-    offloaded += scheduler.stats.offloadedBytes;
-  }
-  return { ...summarize(rows, span), offloadMiB: offloaded / runs / 2 ** 20 };
+  const r = await simulate({ requests: withSlo, scheduler, executor: new SimExecutor(timing) });
+  const rows = [...r.collector.all()].map((x) => {
+    const n = x.tokenTimes.length;
+    return { ttft: x.tokenTimes[0] - x.arrival, tpot: n > 1 ? (x.tokenTimes[n - 1] - x.tokenTimes[0]) / (n - 1) : NaN, tokens: n, end: x.finishedAt ?? 0, arrival: x.arrival };
+  });
+  return { ...summarize(rows, r.metrics.duration), offloadMiB: scheduler.stats.offloadedBytes / 2 ** 20 };
 }
 
 /** Median host seconds to issue a step of 64 decodes on a 32-layer model. */
@@ -246,8 +226,7 @@ export const group: BenchGroup = {
         }
       }
       // The preset for this rate: the refit on its calibration runs alone.
-      const presetFit = fitEngineSteps(cal.cost, calRuns);
-      const preset = presetFit.cost;
+      const preset = fitEngineSteps(cal.cost, calRuns).cost;
       const res: Record<string, { real: RunStats; sim: RunStats }> = {};
       for (const policy of ['baseline', 'layerkv'] as const) {
         const all = runs[policy];
@@ -257,15 +236,13 @@ export const group: BenchGroup = {
         const perRun = all.map((x) => x.ttftMean).sort((a, b) => a - b);
         const ratio = percentiles(all.flatMap((x) => x.steps.map((s) => s.seconds / preset.stepTime(s.items)))).median;
         ctx.progress(`${policy} at ${rate.toFixed(2)} req/s: simulator`);
-        const sim = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, preset, presetFit.residuals);
-        const still = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, preset);
+        const sim = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, preset);
         // The same simulation with the step times of these runs themselves: what is left
         // between it and the engine is the simulator's scheduling dynamics, not the machine's
         // speed drifting since the calibration. Its scheduler still plans with the cost the
         // engine's planned with: LayerKV's admissions and layer placements follow the
         // predicted step times, so planning with the refit would be another schedule.
-        const ownFit = fitEngineSteps(cal.cost, all.map((x) => x.steps));
-        const own = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, ownFit.cost, ownFit.residuals);
+        const own = await runSim(policy, reqs, plan, { device: deviceBlocks, host: hostBlocks }, 512, fitEngineSteps(cal.cost, all.map((x) => x.steps)).cost);
         res[policy] = { real, sim };
         const r = (a: number, b: number) => (b > 0 ? a / b : NaN);
         rows.push({
@@ -274,7 +251,6 @@ export const group: BenchGroup = {
           'ttft mean s': real.ttftMean,
           'runs': `${perRun[0].toFixed(3)}-${perRun[REPS - 1].toFixed(3)}`,
           'sim': sim.ttftMean,
-          'sim no spread': still.ttftMean,
           'ttft p50 s': real.ttftP50,
           'sim p50': sim.ttftP50,
           'ttft p99 s': real.ttftP99,
@@ -313,7 +289,7 @@ export const group: BenchGroup = {
       if (realOrder !== simOrder) orderAgrees = false;
       plan = preset;
     }
-    ctx.table(`Engine (wall clock) vs simulator (same requests and settings; sim: step times and their spread from the calibration runs among the rows', ${SIM_RUNS} runs pooled, no spread: one run at the fit's times, own: from the rows' runs; engine: every request of ${REPS} runs); ${n} requests per row, prompts 192-288, outputs 16-48, device ${deviceBlocks} blocks, TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s`, rows);
+    ctx.table(`Engine (wall clock) vs simulator (same requests and settings; sim: step times from the calibration runs among the rows', own: from the rows' runs; engine: every request of ${REPS} runs); ${n} requests per row, prompts 192-288, outputs 16-48, device ${deviceBlocks} blocks, TTFT SLO ${TTFT_SLO} s, TPOT SLO ${TPOT_SLO} s`, rows);
     ctx.progress('host overhead of issuing a step: 32 layers, 64 decoding sequences');
     const ov = await issueOverhead();
     ctx.table('Host overhead of issuing one step (32 layers, 64 decodes): building the step and the native calls', [{ 'median ms': ov.median * 1e3, 'p90 ms': ov.p90 * 1e3 }]);

@@ -31,10 +31,6 @@ export interface StepFit {
   meanGapSeconds: number;
   /** Per kind of step: how many, and the mean measured and fitted seconds (gap included). */
   byKind: { kind: 'decode' | 'prefill' | 'mixed'; steps: number; measured: number; fitted: number }[];
-  /** Each step's measured over fitted seconds (gap included, copies out): the spread of the
-   *  engine's steps around the fit, for a simulator that runs with it (SimExecutor's
-   *  stepSpread). */
-  residuals: Float64Array;
 }
 
 export interface StepFitOptions {
@@ -126,16 +122,13 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
     wake,
   });
   const kinds = new Map<'decode' | 'prefill' | 'mixed', { steps: number; measured: number; fitted: number }>();
-  const residuals = new Float64Array(steps.length);
   steps.forEach((r, i) => {
     const kind = kindOf(r);
     const k = kinds.get(kind) ?? { steps: 0, measured: 0, fitted: 0 };
-    const fitted = cost.stepTime(r.items) + woke[i] * wake.seconds;
     k.steps++;
     k.measured += y[i];
-    k.fitted += fitted;
+    k.fitted += cost.stepTime(r.items) + woke[i] * wake.seconds;
     kinds.set(kind, k);
-    residuals[i] = fitted > 0 ? y[i] / fitted : 1;
   });
   return {
     cost,
@@ -144,6 +137,5 @@ export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] 
     steps: steps.length,
     meanGapSeconds: gaps > 0 ? gapSum / gaps : 0,
     byKind: [...kinds].map(([kind, k]) => ({ kind, steps: k.steps, measured: k.measured / k.steps, fitted: k.fitted / k.steps })),
-    residuals,
   };
 }

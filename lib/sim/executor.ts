@@ -7,9 +7,8 @@
 // copies share the compute cores (cost.copiesShareCompute: the CPU backend), a step's compute
 // also takes the time of the h2d and d2h copies it carries; where it has a wake cost
 // (cost.wake), a step that follows a stretch without compute takes that much longer.
-// Everything is deterministic: no wall clock, no randomness of its own (a step-time spread,
-// when given, is the caller's seeded draw). It computes no tokens: every emitting item
-// samples PLACEHOLDER_TOKEN.
+// Everything is deterministic: no wall clock, no randomness. It computes no tokens: every
+// emitting item samples PLACEHOLDER_TOKEN.
 import { checkWake, type ChannelSpec, type CostModel } from '../cost/cost-model.js';
 import { MAX_TIME } from '../contract/request.js';
 import { show } from '../util/show.js';
@@ -23,12 +22,6 @@ export interface SimExecutorOptions {
   storageLatency?: number;
   /** Clock at start, seconds (0). */
   start?: number;
-  /** A factor per compute step on its cost-model time (wake included, copies not), drawn
-   *  by the caller: a machine whose step times spread around the model's, as a real one's
-   *  do (see spread.ts). Queueing is convex in the step time, so a spread around the same
-   *  mean lengthens queues; a simulation without it predicts a quieter machine. Absent:
-   *  every step takes the model's time. */
-  stepSpread?: () => number;
 }
 
 /** A min-heap of (at, id): completions come out in time order, ties by issue order. */
@@ -95,7 +88,6 @@ export class SimExecutor implements Executor {
   private readonly layerEnd: Float64Array;
   /** End of the last step that computed (the start clock before any). */
   private lastCompute: number;
-  private readonly stepSpread: (() => number) | undefined;
   /** Seconds each resource was busy, for utilization reports. */
   readonly busy: Record<'compute' | Channel, number> = { compute: 0, h2d: 0, d2h: 0, storage: 0 };
   steps = 0;
@@ -121,8 +113,6 @@ export class SimExecutor implements Executor {
     this.clock = start;
     this.lastCompute = start;
     if (cost.wake !== undefined) checkWake('SimExecutor: cost', cost.wake);
-    if (opts.stepSpread !== undefined && typeof opts.stepSpread !== 'function') throw new TypeError(`SimExecutor: stepSpread must be a function returning a factor, got ${show(opts.stepSpread)}`);
-    this.stepSpread = opts.stepSpread;
     this.channels = { h2d: spec('h2d'), d2h: spec('d2h'), storage: spec('storage', opts.storageBandwidth, opts.storageLatency) };
     this.channelFree = { h2d: start, d2h: start, storage: start };
     this.gate = new Float64Array(L);
@@ -182,16 +172,11 @@ export class SimExecutor implements Executor {
     if (plan.compute.length > 0) {
       let t = this.cost.stepTime(plan.compute);
       if (!(t >= 0 && Number.isFinite(t))) throw new RangeError(`SimExecutor: cost.stepTime must return a finite number of seconds >= 0, got ${t} for step ${plan.step}`);
-      const wake = this.cost.wake;
-      if (wake && start - this.lastCompute >= wake.afterIdleSeconds) t += wake.seconds;
-      if (this.stepSpread) {
-        const f = this.stepSpread();
-        if (!(f >= 0 && Number.isFinite(f))) throw new RangeError(`SimExecutor: stepSpread must return a finite factor >= 0, got ${show(f)} for step ${plan.step}`);
-        t *= f;
-      }
       // Copies done by the compute cores lengthen the step by their own time (they still
       // complete on their channel's clock, for the layers and transfers that wait on them).
       if (this.cost.copiesShareCompute === true) for (const tr of ts) if (tr.channel !== 'storage') t += this.cost.transferTime(tr.bytes, tr.channel);
+      const wake = this.cost.wake;
+      if (wake && start - this.lastCompute >= wake.afterIdleSeconds) t += wake.seconds;
       const per = t / L;
       let clock = start;
       for (let l = 0; l < L; l++) {

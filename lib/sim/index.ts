@@ -2,7 +2,6 @@
 // workloads, metrics, the schedulers, the virtual-clock executor and the driver.
 export * from '../cost/index.js';
 export { SimExecutor, type SimExecutorOptions } from './executor.js';
-export { resampledSpread } from './spread.js';
 export { simulate, type SimulateOptions, type SimulateResult } from './simulate.js';
 export { runSteps, ListArrivals, type Arrivals, type StepLoopOptions, type StepLoopResult } from '../loop/step-loop.js';
 export * from '../workload/index.js';

@@ -1,7 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SimExecutor } from '../../lib/sim/executor.js';
-import { resampledSpread } from '../../lib/sim/spread.js';
 import { PLACEHOLDER_TOKEN, type StepPlan, type Transfer } from '../../lib/contract/plan.js';
 import { fakeCost } from './fake-cost.js';
 
@@ -113,39 +112,6 @@ test('a wake cost lengthens a step that follows a stretch without compute, and n
   r = await ex.execute(plan([decode]));
   close(r.end - r.start, 0.016);
   assert.throws(() => new SimExecutor({ ...fakeCost(), wake: { afterIdleSeconds: 0.05, seconds: -1 } }), /SimExecutor: cost: wake.seconds must be a finite number of seconds >= 0, got -1/);
-});
-
-test('a step-time spread scales each compute step (its wake too, not its copies), draw by draw', async () => {
-  // Step: 40 ms for 30 tokens, the d2h offload 10 ms on the shared cores; draws 0.5, then 2.
-  const draws = [0.5, 2];
-  const cost = { ...fakeCost(), copiesShareCompute: true, wake: { afterIdleSeconds: 0.05, seconds: 0.01 } };
-  const ex = new SimExecutor(cost, { stepSpread: () => draws.shift()! });
-  const p = () => plan([{ ...decode, tokens: 30, phase: 'prefill' }], [tr(ex.steps + 1, { afterLayer: 0 })]);
-  let r = await ex.execute(p());
-  close(r.end - r.start, 0.5 * 0.04 + 0.01);
-  await ex.idle(0.2);
-  r = await ex.execute(p());
-  close(r.end - r.start, 2 * (0.04 + 0.01) + 0.01);
-  // A step without compute draws nothing.
-  const counted: number[] = [];
-  const quiet = new SimExecutor(fakeCost(), { stepSpread: () => (counted.push(1), 1) });
-  await quiet.execute(plan([], [tr(1, {})]));
-  assert.is(counted.length, 0);
-  assert.throws(() => new SimExecutor(fakeCost(), { stepSpread: 2 as unknown as () => number }), /SimExecutor: stepSpread must be a function returning a factor, got 2/);
-  assert.throws(() => new SimExecutor(fakeCost(), { stepSpread: () => NaN }).executeSync(plan([decode])), /SimExecutor: stepSpread must return a finite factor >= 0, got NaN for step 0/);
-});
-
-test('resampledSpread: draws from the factors scaled to mean 1, the same for the same seed', () => {
-  const f = resampledSpread([1, 1, 1, 3], 7);
-  const xs = Array.from({ length: 20000 }, f);
-  // Mean 1.5 over the four factors: they are drawn as 2/3 and 2.
-  for (const x of xs) assert.ok(Math.abs(x - 2 / 3) < 1e-12 || Math.abs(x - 2) < 1e-12, `draw ${x}`);
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  assert.ok(Math.abs(mean - 1) < 0.02, `mean ${mean}`);
-  const again = resampledSpread([1, 1, 1, 3], 7);
-  assert.equal(Array.from({ length: 50 }, again), xs.slice(0, 50));
-  assert.throws(() => resampledSpread([], 1), /resampledSpread: factors must hold at least one value/);
-  assert.throws(() => resampledSpread([1, 0], 1), /resampledSpread: factors\[1\] must be a finite number > 0, got 0/);
 });
 
 test('bad transfers are refused with the field named', () => {
