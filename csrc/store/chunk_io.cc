@@ -312,14 +312,15 @@ ChunkIo::ChunkIo(const ChunkIoOptions& o) : pool_(o.threads) { throttle_.configu
 
 EventPtr ChunkIo::readFile(std::string path, ChunkSpec spec, Digest key, ChunkBlocks dst, Deps deps,
                            std::shared_ptr<IoReport> report) {
+  const Clock::time_point asked = Clock::now();
   return pool_.submit("readFile", std::move(deps), [this, path = std::move(path), spec = std::move(spec), key,
-                                                   dst = std::move(dst), report] {
+                                                   dst = std::move(dst), report, asked] {
     const char* op = "readFile";
     const Clock::time_point t0 = Clock::now();
     uint8_t header[kHeaderBytes];
     HeaderFields h;
     Fd fd = openChunkFile(op, path, spec, key, header, &h);
-    const Clock::time_point deadline = throttle_.reserve(spec.valueBytes());
+    const Clock::time_point deadline = throttle_.reserve(spec.valueBytes(), asked);
 #if defined(POSIX_FADV_WILLNEED)
     // The payload is read in small batches (each hashed while in cache): ask for all of it
     // now, so the device works ahead of the batches instead of waiting for each.
@@ -352,15 +353,16 @@ EventPtr ChunkIo::readFile(std::string path, ChunkSpec spec, Digest key, ChunkBl
 
 EventPtr ChunkIo::scatter(std::vector<Segment> src, ChunkSpec spec, Digest key, ChunkBlocks dst, Deps deps,
                           std::shared_ptr<IoReport> report) {
+  const Clock::time_point asked = Clock::now();
   return pool_.submit("scatter", std::move(deps), [this, src = std::move(src), spec = std::move(spec), key,
-                                                  dst = std::move(dst), report] {
+                                                  dst = std::move(dst), report, asked] {
     const char* op = "scatter";
     const Clock::time_point t0 = Clock::now();
     const size_t total = totalBytes(src);
     SegmentCursor cur(src);
     HeaderFields h;
     verifyValueHeader(op, spec, key, cur, total, &h);
-    const Clock::time_point deadline = throttle_.reserve(spec.valueBytes());
+    const Clock::time_point deadline = throttle_.reserve(spec.valueBytes(), asked);
 
     const int64_t bb = spec.blockBytes();
     PayloadHasher hasher;

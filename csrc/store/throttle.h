@@ -1,8 +1,10 @@
 // A token bucket over bytes read, so one machine can emulate a store of a given bandwidth
-// (7-100 Gbps). A read reserves its bytes when it starts and may not complete before the
-// bucket has paid for them: completion = max(when the bytes actually landed, start + debt /
-// rate). The balance may go negative, so reads issued together complete one after another
-// at the capped rate, as on a link of that bandwidth. burstBytes is what an idle store may
+// (7-100 Gbps). A read reserves its bytes as of when it was asked for (not when a reader
+// thread got to it) and may not complete before the bucket has paid for them: completion =
+// max(when the bytes actually landed, asked + debt / rate). The balance may go negative, so
+// reads asked for together complete one after another at the capped rate, as on a link of
+// that bandwidth; and a reader thread that starts a read late (descheduled, or busy with
+// the one before) catches up at the disk's own speed instead of losing the link's time. burstBytes is what an idle store may
 // deliver at once (0: none, every byte is paid for at the rate). A reader takes a read's
 // bytes in as they arrive (arrived(): a batch once its first byte has; a link delivers the
 // bytes at its rate up to the deadline), so the CPU work of reading spreads over the read,
@@ -28,18 +30,20 @@ class ReadThrottle {
     last_ = Clock::now();
   }
 
-  // The earliest time a read of `bytes` that starts now may complete.
-  Clock::time_point reserve(int64_t bytes) {
+  // The earliest time a read of `bytes` asked for at `asked` may complete. Reads reserve in
+  // the order reader threads reach them, which need not be the order they were asked in:
+  // the bucket's clock never goes back, so one asked earlier but reserved later is paid for
+  // from the bucket's present.
+  Clock::time_point reserve(int64_t bytes, Clock::time_point asked) {
     std::lock_guard<std::mutex> lk(m_);
-    const Clock::time_point now = Clock::now();
-    if (rate_ <= 0) return now;
-    const double elapsed = std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-    tokens_ += elapsed * rate_;
+    if (rate_ <= 0) return asked;
+    const Clock::time_point t = asked > last_ ? asked : last_;
+    tokens_ += std::chrono::duration<double>(t - last_).count() * rate_;
+    last_ = t;
     if (tokens_ > burst_) tokens_ = burst_;
     tokens_ -= double(bytes);
-    if (tokens_ >= 0) return now;
-    return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / rate_));
+    if (tokens_ >= 0) return t;
+    return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / rate_));
   }
 
   // When a read whose reserve() gave `deadline` has all its bytes but the last `bytesLeft`.
