@@ -272,9 +272,13 @@ export const group: BenchGroup = {
         const est = capped.readBandwidth('disk')!;
         await capped.close();
         // What the machine delivers uncapped right now (it drifts on a shared machine): a
-        // cap the machine cannot reach is not a test of the cap.
+        // cap the machine cannot reach is not a test of the cap, nor is one it barely
+        // reaches. After a stall (a vCPU descheduled under the hypervisor's steal) the
+        // reader makes up the lost bytes only as fast as it beats the cap: at 0.8x the
+        // uncapped rate a 1 ms stall takes 4 ms to make up. A cap the store beats by 1.5x
+        // is one it can hold.
         const now = bytes / (await loadAll(disk, dk));
-        const reachable = cap < now * 0.8;
+        const reachable = cap * 1.5 <= now;
         if (reachable) worst = Math.max(worst, Math.abs(got / cap - 1));
         capRows.push({
           'cap Gbps': g,
@@ -284,11 +288,11 @@ export const group: BenchGroup = {
           'estimate GB/s': est / GB,
           'estimate/measured': est / got,
           'uncapped now GB/s': now / GB,
-          note: reachable ? '' : 'not below 0.8x the uncapped rate',
+          note: reachable ? '' : 'above 2/3 of the uncapped rate',
         });
       }
       ctx.table('Read cap (token bucket, no burst) on warm disk loads', capRows);
-      heads.push({ metric: 'read cap: worst |measured / cap - 1| (caps below 0.8x the uncapped rate)', value: `${(worst * 100).toFixed(1)}%`, target: '<= 5%', met: worst <= 0.05 });
+      heads.push({ metric: 'read cap: worst |measured / cap - 1| (caps up to 2/3 of the uncapped rate)', value: `${(worst * 100).toFixed(1)}%`, target: '<= 5%', met: worst <= 0.05 });
       ctx.record('store', { chunks, chunkBytes: spec.valueBytes, fsType, checksum: ChunkIo.checksumPath });
     } finally {
       for (const s of stores) await s.close();
