@@ -62,7 +62,7 @@ function simulate(r: OneRequest, mode: PrefixMode, withEstimates: boolean, compu
   let channelFree = 0;
   let t = 0;
   const issueLoads = () => {
-    for (let c = tracker.nextLoad(t); c >= 0; c = tracker.nextLoad(t)) {
+    for (let c = tracker.nextLoad(t, r.budget); c >= 0; c = tracker.nextLoad(t, r.budget)) {
       channelFree = Math.max(channelFree, t) + r.loadTime(c);
       pending.push({ chunk: c, at: channelFree });
       loads.push(c);
@@ -391,6 +391,38 @@ test('with estimates: one stalled step does not set the front\'s pace', () => {
   t.onComputed(100, 100);
   assert.equal(drain(0.03), []);
   assert.equal(t.nextCompute(100, 0.03), { start: 200, tokens: 100 });
+});
+
+test('with estimates: the split\'s last load waits while the channel is busy, and a front faster than estimated computes it instead', () => {
+  // Estimated 10 ms of compute and 9 ms of load per chunk: chunks 4..7 are to be loaded.
+  // Chunks 5..7 keep the channel busy for 27 ms, more than a step (one chunk) needs, so
+  // chunk 4's load waits. The front runs at 7 ms a chunk; after two steps the split moves
+  // to 5: the front reaches chunk 5 at 35 ms, where loading chunk 4 too would land at 36.
+  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.009 } });
+  const drain = (now: number) => {
+    const loads: number[] = [];
+    for (let c = t.nextLoad(now, 100); c >= 0; c = t.nextLoad(now, 100)) loads.push(c);
+    return loads;
+  };
+  const landings: Record<number, number> = { 7: 0.009, 6: 0.018, 5: 0.027 };
+  const loads = drain(0);
+  assert.equal(loads, [7, 6, 5]);
+  let now = 0;
+  for (let step = 0; step < 5; step++) {
+    const c = t.nextCompute(100, now);
+    assert.equal(c, { start: 100 * step, tokens: 100 }, `step ${step}`);
+    const end = now + 0.007;
+    for (const [chunk, at] of Object.entries(landings)) {
+      if (at > now && at <= end) t.onLoaded(Number(chunk), at);
+    }
+    t.onComputed(c!.start, c!.tokens);
+    now = end;
+    loads.push(...drain(now));
+  }
+  assert.equal(loads, [7, 6, 5]);
+  assert.is(t.phase, 'suffix');
+  assert.is(t.computedEnd, 800);
 });
 
 test('with estimates: one step asks for O(log n) compute estimates, however many loads it issues', () => {

@@ -213,7 +213,7 @@ export class PrefixCoordinator {
     const nb = s.req.prefix!.chunkTokens / core.blockSize;
     // Landing blocks first: a chunk the tracker marks in flight must be issued.
     while (core.kv.host.canAllocate(L * nb)) {
-      const c = t.nextLoad(now);
+      const c = t.nextLoad(now, b.budget);
       if (c < 0) break;
       this.issueChunk(s, c, b, now);
     }

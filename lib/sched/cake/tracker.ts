@@ -289,9 +289,12 @@ export class CakeTracker {
   // ---- loads --------------------------------------------------------------------------
 
   /** Next chunk to load from the back (it is marked in flight), or -1: none left, met, mode
-   *  is compute-only, or maxLoadsInFlight reached. `now` (seconds) sharpens the split choice
-   *  when estimates were given. */
-  nextLoad(now?: number): number {
+   *  is compute-only, maxLoadsInFlight reached, or the split's last chunk can wait a step
+   *  (see defersLast). `now` (seconds) sharpens the split choice when estimates were given;
+   *  `stepTokens`, the tokens this step can give the front, lets that last load wait only
+   *  as long as it safely can. */
+  nextLoad(now?: number, stepTokens?: number): number {
+    if (stepTokens !== undefined) checkInt('stepTokens', stepTokens, 0);
     this.observe(now);
     if (this.mode === 'compute-only' || this.low === 0) return -1;
     if (this.inFlightChunks.size >= this.maxLoadsInFlight) return -1;
@@ -299,12 +302,31 @@ export class CakeTracker {
     // Never load a chunk the front has started: those tokens would be paid for twice.
     if (chunk * this.chunkTokens < Math.max(this.front, this.planned)) return -1;
     if (this.mode === 'cake' && chunk < this.split(now)) return -1;
+    if (this.defersLast(chunk, now, stepTokens)) return -1;
     this.low = chunk;
     this.inFlightChunks.add(chunk);
     if (this.est !== undefined) {
       this.loadSlots.add(chunk, now ?? 0, this.chunkLoad[chunk], this.storageFree(now));
     }
     return chunk;
+  }
+
+  /** Just in time for the split's last chunk. Its load is the one a near tie commits: the
+   *  front may yet turn out fast enough to compute it, and a load cannot be taken back.
+   *  Issuing it later costs nothing while the read channel stays busy until the next step,
+   *  so it waits while the loads already queued outlast, by a quarter, the longest this
+   *  step's front can run (to the split, within `stepTokens` when the caller says how many
+   *  tokens the step can give it): the next step re-solves the split with one more
+   *  measurement. Only a tracker planning alone, with a clock. */
+  private defersLast(chunk: number, now?: number, stepTokens?: number): boolean {
+    if (this.mode !== 'cake' || this.external !== null || this.est === undefined || now === undefined) return false;
+    if (chunk !== this.split(now) || this.loadSlots.size === 0) return false;
+    // The step's front: what nextCompute already handed out this step (when the caller asks
+    // for loads after compute), else what it can hand out.
+    const tokens = this.planned > this.front ? this.planned - this.front : Math.min(chunk * this.chunkTokens - this.front, stepTokens ?? Infinity);
+    if (!(tokens > 0)) return false;
+    const step = this.overhead(now) + this.slowdown * this.estimate('compute', this.est.compute(this.front, tokens));
+    return this.loadSlots.end - now > 1.25 * step;
   }
 
   /** A load issued by nextLoad has landed (loads may land in any order). `at` is its
