@@ -25,7 +25,9 @@
 // and loads that run late; the front's measured speed against its estimate (the estimate is
 // for the range alone, while a shared step runs slower) scales later compute estimates.
 // What re-solving cannot undo is a load already issued: estimates that overstate compute
-// commit loads the front would have beaten, and the front then waits for them.
+// commit loads the front would have beaten, and the front then waits for them. So the
+// split's last load, the one a near tie decides, is issued only once the loads queued
+// before it would otherwise run out before the next step (defersLast).
 //
 // Several prefix requests at once. Each tracker plans its own request; by default it assumes
 // the store and the GPU's leftover budget are its alone. With several Cake requests that is
