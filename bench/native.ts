@@ -193,6 +193,9 @@ export interface DecodeSetup {
   decode(): Work;
   /** Streaming read of the same bytes on the kernels' threads (CPU only). */
   read(): Work<number>;
+  /** The same streaming read, block by block in the decode's table order (CPU only): what
+   *  the table's order costs a plain read, without a kernel's prefetch. */
+  readTable(): Work<number>;
   /** Device -> device copy of the same bytes (a memcpy on the CPU backend). */
   memcpy(): Work;
   release(): void;
@@ -224,12 +227,14 @@ export async function setupDecode(be: Backend, p: DecodePoint, order: 'identity'
   let rd = 0;
   let rc = Math.floor(replicas / 3);
   let rr = Math.floor((2 * replicas) / 3);
+  let rt = Math.floor((2 * replicas) / 3);
   return {
     pool,
     kvBytes: p.batch * p.ctxLen * p.numKvHeads * p.headDim * 2 * bytes,
     replicas,
     decode: () => be.decode({ pool, q, out, blockTables: tables[rd++ % replicas], tableStride: perSeq, contextLens, numHeads }),
     read: () => be.referenceRead(pool, contiguous[rr++ % replicas]),
+    readTable: () => be.referenceRead(pool, tables[rt++ % replicas]),
     memcpy: () => be.copyBlocks(pool, dst, pairs[rc++ % replicas]),
     release: () => {
       for (const x of [pool, dst, q, out]) x.release();
