@@ -5,10 +5,10 @@
 //   1. A dummy Llama-shaped model (real shapes, seeded weights) is loaded and the cost model
 //      is fitted to it by running it alone (calibrateEngineCost: decode batches, prefill
 //      chunks and mixed steps, least squares; copies between the pools).
-//   2. Calibration runs through the engine (baseline, their own requests: a light phase
-//      and a busy one) refit the step costs to the steps the engine really ran, host time
-//      between back-to-back steps and the cold first step after an idle stretch included
-//      (fitEngineSteps). Per rate, a calibration run takes turns with the rows' runs
+//   2. Calibration runs through the engine (baseline, their own requests: requests that
+//      each arrive at an idle engine, a light phase and a busy one) refit the step costs to
+//      the steps the engine really ran, host time between back-to-back steps and the cold
+//      first step after an idle stretch included (fitEngineSteps). Per rate, a calibration run takes turns with the rows' runs
 //      (calibration, baseline, layerkv, three times): the machine's speed drifts by 10-15%
 //      between windows of ten seconds, so the preset is measured among the runs it predicts.
 //      That refit is the simulator's step timing for the rate, and what the engines of the
@@ -39,6 +39,10 @@ const TTFT_SLO = 2;
 const TPOT_SLO = 0.1;
 /** Engine runs per row and policy. */
 const REPS = 3;
+/** Calibration requests that each arrive at an idle engine (a prompt and 4 tokens take
+ *  about 50 ms here, so 150 ms apart leaves 100 ms of idle before each), for the wake cost. */
+const ISOLATED = 8;
+const ISOLATED_GAP = 0.15;
 /** Student's t, two-sided 95%, by degrees of freedom (index). */
 const T_975 = [NaN, 12.71, 4.303, 3.182, 2.776, 2.571];
 
@@ -163,15 +167,18 @@ export const group: BenchGroup = {
       synthetic({ n, rate, promptLen: [192, 288], outputLen: [16, 48], seed }).map((r, i) => ({ ...r, promptTokens: Int32Array.from({ length: r.promptLen }, (_, j) => (i * 131 + j * 17 + seed) % CONFIG.vocab_size) }));
     const engineFor = (policy: PolicyName, cost: typeof cal.cost, onStep: (s: StepReport) => void) => servingEngine({ policy, pools, maxBatchedTokens: 512, cost, onStep });
     // A calibration run through the engine (baseline, its own requests), for the refit. It
-    // spans the regimes the rows run in: a light phase, where requests often find the engine
-    // idle and its first step runs cold (the wake cost needs such steps to be fitted), and a
-    // busy one at 0.9x the estimated capacity; each phase is one engine run.
+    // spans the regimes the rows run in: requests that each find the engine idle, a light
+    // phase and a busy one at 0.9x the estimated capacity; each phase is one engine run. The
+    // idle arrivals are for the wake cost: the light phase alone left it to three or four
+    // cold steps, fitted anywhere from 1 to 20 ms, and at the lowest rate, where most
+    // requests arrive at an idle engine, it is a fifth of a TTFT.
     const calibrationRuns = async (seed: number) => {
       const runs: StepReport[][] = [];
-      for (const [k, f] of [[12, 0.3], [24, 0.9]] as const) {
+      const idle = workload(ISOLATED, 1, seed).map((r, i) => ({ ...r, arrival: i * ISOLATED_GAP, maxNewTokens: 4 }));
+      for (const reqs of [idle, workload(12, 0.3 * capacityOf(cal.cost), seed), workload(24, 0.9 * capacityOf(cal.cost), seed)]) {
         const calSteps: StepReport[] = [];
         const e = await engineFor('baseline', cal.cost, (s) => calSteps.push(s));
-        await runEngine(e, workload(k, f * capacityOf(cal.cost), seed));
+        await runEngine(e, reqs);
         await e.close();
         runs.push(calSteps);
       }
