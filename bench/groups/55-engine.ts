@@ -40,9 +40,10 @@ const TPOT_SLO = 0.1;
 /** Engine runs per row and policy. */
 const REPS = 3;
 /** Calibration requests that each arrive at an idle engine (a prompt and 4 tokens take
- *  about 50 ms here, so 150 ms apart leaves 100 ms of idle before each), for the wake cost. */
-const ISOLATED = 8;
-const ISOLATED_GAP = 0.15;
+ *  about 50 ms here, so 300 ms apart leaves 250 ms of idle before each, past the ~100 ms
+ *  over which the wake cost ramps up), for the wake cost. */
+const ISOLATED = 6;
+const ISOLATED_GAP = 0.3;
 /** Student's t, two-sided 95%, by degrees of freedom (index). */
 const T_975 = [NaN, 12.71, 4.303, 3.182, 2.776, 2.571];
 
@@ -171,7 +172,7 @@ export const group: BenchGroup = {
     // phase and a busy one at 0.9x the estimated capacity; each phase is one engine run. The
     // idle arrivals are for the wake cost: the light phase alone left it to three or four
     // cold steps, fitted anywhere from 1 to 20 ms, and at the lowest rate, where most
-    // requests arrive at an idle engine, it is a fifth of a TTFT.
+    // requests arrive at an idle engine after 100-300 ms, it is a third of a TTFT.
     const calibrationRuns = async (seed: number) => {
       const runs: StepReport[][] = [];
       const idle = workload(ISOLATED, 1, seed).map((r, i) => ({ ...r, arrival: i * ISOLATED_GAP, maxNewTokens: 4 }));

@@ -38,8 +38,10 @@ export interface StepFitOptions {
    *  longer one is the engine idling for an arrival (1 ms). */
   maxGapSeconds?: number;
   /** A step that starts at least this long after the previous step ended follows an idle
-   *  engine and is fitted with the wake cost (0.05 s: on this machine a 27 ms idle cost
-   *  nothing measurable, 100 ms and more cost 10-20 ms). */
+   *  engine and is fitted with the wake cost (0.1 s). On this machine a 256-token prefill
+   *  took 35 ms after 20 ms idle, 41 ms after 60 ms, and 52-55 ms after 150, 300 or 600 ms:
+   *  the cost ramps up over the first ~100 ms of idle and then stays, so one constant fits
+   *  it best from there. */
   wakeAfterIdleSeconds?: number;
   /** Keep the base model's shape and fit one factor on its step times (and the wake): for
    *  steps too alike to tell the coefficients apart, such as one prompt's chunks, where a
@@ -54,7 +56,7 @@ export interface StepFitOptions {
 export function fitEngineSteps(base: LinearCost, reports: readonly StepReport[] | readonly (readonly StepReport[])[], o: StepFitOptions = {}): StepFit {
   const maxGap = o.maxGapSeconds ?? 1e-3;
   if (!(maxGap >= 0 && Number.isFinite(maxGap))) throw new RangeError(`fitEngineSteps: maxGapSeconds must be a finite number >= 0, got ${maxGap}`);
-  const wakeAfter = o.wakeAfterIdleSeconds ?? 0.05;
+  const wakeAfter = o.wakeAfterIdleSeconds ?? 0.1;
   if (!(wakeAfter > maxGap && Number.isFinite(wakeAfter))) throw new RangeError(`fitEngineSteps: wakeAfterIdleSeconds must be a finite number > maxGapSeconds (${maxGap}), got ${wakeAfter}`);
   const runs = (reports.length > 0 && Array.isArray(reports[0]) ? reports : [reports]) as readonly (readonly StepReport[])[];
   const byRun = runs.map((run) => [...run].filter((r) => r.items.length > 0).sort((a, b) => a.startedAt - b.startedAt));

@@ -82,9 +82,9 @@ test('refit: a step after an idle stretch gets a wake cost of its own; a short i
   const fit = fitEngineSteps(base(false), run({ gap: 0, copies: false, idle: 0.2, wake: 0.012 }));
   near(fit.wake.seconds, 0.012, 1e-6, 'wake');
   assert.is(fit.wake.steps, 42);
-  assert.is(fit.wake.afterIdleSeconds, 0.05);
+  assert.is(fit.wake.afterIdleSeconds, 0.1);
   for (const k of Object.keys(truth) as (keyof typeof truth)[]) near(fit.coef[k], truth[k], 1e-6, k);
-  assert.equal(fit.cost.wake, { afterIdleSeconds: 0.05, seconds: fit.wake.seconds });
+  assert.equal(fit.cost.wake, { afterIdleSeconds: 0.1, seconds: fit.wake.seconds });
   for (const k of fit.byKind) near(k.fitted, k.measured, 1e-6, k.kind);
   // Without cold steps the wake cost is nothing.
   near(fitEngineSteps(base(false), run({ gap: 0, copies: false, idle: 0.2 })).wake.seconds, 0, 1e-6, 'no wake');
