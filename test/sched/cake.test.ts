@@ -145,6 +145,16 @@ function checkInvariants(r: OneRequest, mode: PrefixMode, o: Outcome) {
 
 // ---- hand-worked scenarios --------------------------------------------------------------
 
+/** Every load the tracker issues at `now` (with `stepTokens` for the step's front, if given). */
+function drainLoads(t: CakeTracker, now: number, stepTokens?: number): number[] {
+  const loads: number[] = [];
+  for (let c = t.nextLoad(now, stepTokens); c >= 0; c = t.nextLoad(now, stepTokens)) loads.push(c);
+  return loads;
+}
+
+/** An 800-token prompt, fully stored in eight 100-token chunks, under Cake. */
+const EIGHT_CHUNKS = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
+
 /** Steps a tracker by hand: loads first, then compute, everything lands at the step's end. */
 function step(t: CakeTracker, budget: number) {
   const loads: number[] = [];
@@ -292,15 +302,10 @@ test('with estimates: slow storage computes everything, free storage loads every
 test('with estimates: a store busy with other requests\' loads shifts the split toward compute', () => {
   // Loads alone would win (1 ms each against 10 ms of compute per chunk), but the store's
   // queue is busy for the next 50 ms: loading now means waiting behind it.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
   const compute = (_s: number, n: number) => n * 1e-4;
-  const idle = new CakeTracker({ ...opts, estimates: { compute, load: () => 1e-3 } });
-  const busy = new CakeTracker({ ...opts, estimates: { compute, load: () => 1e-3, storageFreeAt: () => 0.05 } });
-  const drain = (t: CakeTracker) => {
-    const loads: number[] = [];
-    for (let c = t.nextLoad(0); c >= 0; c = t.nextLoad(0)) loads.push(c);
-    return loads;
-  };
+  const idle = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute, load: () => 1e-3 } });
+  const busy = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute, load: () => 1e-3, storageFreeAt: () => 0.05 } });
+  const drain = (t: CakeTracker) => drainLoads(t, 0);
   assert.equal(drain(idle).length, 8);
   // Busy: k=0 costs 50 + 8 ms; computing 5 chunks (50 ms) against 3 loads (53 ms) is best.
   assert.equal(drain(busy), [7, 6, 5]);
@@ -310,15 +315,10 @@ test('with estimates: a store busy with other requests\' loads shifts the split 
 test('with estimates: a front queued behind other prefills shifts the split toward loading', () => {
   // Balanced alone (10 ms per chunk either way: half computed, half loaded); with the GPU's
   // leftover budget expected only from 100 ms on, loading all 8 chunks (80 ms) wins.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
   const compute = (_s: number, n: number) => n * 1e-4;
-  const alone = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01 } });
-  const queued = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01, computeFreeAt: () => 0.1 } });
-  const drain = (t: CakeTracker) => {
-    const loads: number[] = [];
-    for (let c = t.nextLoad(0); c >= 0; c = t.nextLoad(0)) loads.push(c);
-    return loads;
-  };
+  const alone = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute, load: () => 0.01 } });
+  const queued = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute, load: () => 0.01, computeFreeAt: () => 0.1 } });
+  const drain = (t: CakeTracker) => drainLoads(t, 0);
   assert.equal(drain(alone), [7, 6, 5, 4]);
   assert.equal(drain(queued), [7, 6, 5, 4, 3, 2, 1, 0]);
   assert.is(queued.nextCompute(800, 0), null);
@@ -329,15 +329,10 @@ test('with estimates: a first step that pays a wake cost is not read as a slow f
   // idle and takes 8 ms more than its compute. Told of that overhead, the tracker keeps its
   // split; not told, it reads a front 40% slower than estimated and commits one more load,
   // which the front would have beaten.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
   const compute = (_s: number, n: number) => n * 1e-4;
   const run = (stepOverhead?: (now: number) => number) => {
-    const t = new CakeTracker({ ...opts, estimates: { compute, load: () => 0.01, stepOverhead } });
-    const drain = (now: number) => {
-      const loads: number[] = [];
-      for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
-      return loads;
-    };
+    const t = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute, load: () => 0.01, stepOverhead } });
+    const drain = (now: number) => drainLoads(t, now);
     const first = drain(0);
     assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
     t.onLoaded(7, 0.01);
@@ -353,13 +348,8 @@ test('with estimates: a load that overtakes an earlier one does not make the res
   // and 40 ms. Chunk 6 lands first, at 10 ms: the channel is on time, and the three still
   // in flight land at 20, 30 and 40. Read as chunk 6 ten ms early, they would all look ten
   // ms early, and the split would take one more load (chunk 3) than the front needs.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
-  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.01 } });
-  const drain = (now: number) => {
-    const loads: number[] = [];
-    for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
-    return loads;
-  };
+  const t = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.01 } });
+  const drain = (now: number) => drainLoads(t, now);
   assert.equal(drain(0), [7, 6, 5, 4]);
   assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
   t.onLoaded(6, 0.01);
@@ -374,13 +364,8 @@ test('with estimates: one stalled step does not set the front\'s pace', () => {
   // usual pace, reaches chunk 4 at 50 ms, before a load of chunk 3 could land (55 ms). Read
   // as a front 1.33x slower (the ratio of the sums), it would reach chunk 4 at 57 ms, and
   // chunk 3 would be loaded.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
-  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.011 } });
-  const drain = (now: number) => {
-    const loads: number[] = [];
-    for (let c = t.nextLoad(now); c >= 0; c = t.nextLoad(now)) loads.push(c);
-    return loads;
-  };
+  const t = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.011 } });
+  const drain = (now: number) => drainLoads(t, now);
   assert.equal(drain(0), [7, 6, 5, 4]);
   assert.equal(t.nextCompute(100, 0), { start: 0, tokens: 100 });
   t.onComputed(0, 100);
@@ -398,13 +383,8 @@ test('with estimates: the split\'s last load waits while the channel is busy, an
   // Chunks 5..7 keep the channel busy for 27 ms, more than a step (one chunk) needs, so
   // chunk 4's load waits. The front runs at 7 ms a chunk; after two steps the split moves
   // to 5: the front reaches chunk 5 at 35 ms, where loading chunk 4 too would land at 36.
-  const opts = { promptLen: 800, chunkTokens: 100, storedChunks: 8, mode: 'cake' as const };
-  const t = new CakeTracker({ ...opts, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.009 } });
-  const drain = (now: number) => {
-    const loads: number[] = [];
-    for (let c = t.nextLoad(now, 100); c >= 0; c = t.nextLoad(now, 100)) loads.push(c);
-    return loads;
-  };
+  const t = new CakeTracker({ ...EIGHT_CHUNKS, estimates: { compute: (_s, n) => n * 1e-4, load: () => 0.009 } });
+  const drain = (now: number) => drainLoads(t, now, 100);
   const landings: Record<number, number> = { 7: 0.009, 6: 0.018, 5: 0.027 };
   const loads = drain(0);
   assert.equal(loads, [7, 6, 5]);
