@@ -4,8 +4,9 @@
 // max(when the bytes actually landed, asked + debt / rate). The balance may go negative, so
 // reads asked for together complete one after another at the capped rate, as on a link of
 // that bandwidth; and a reader thread that starts a read late (descheduled, or busy with
-// the one before) catches up at the disk's own speed instead of losing the link's time. burstBytes is what an idle store may
-// deliver at once (0: none, every byte is paid for at the rate). A reader takes a read's
+// the one before) catches up at the disk's own speed instead of losing the link's time.
+// burstBytes is what an idle store may deliver at once (0: none, every byte is paid for at
+// the rate). A reader takes a read's
 // bytes in as they arrive (arrived(): a batch once its first byte has; a link delivers the
 // bytes at its rate up to the deadline), so the CPU work of reading spreads over the read,
 // as a NIC's DMA would, instead of landing all at once when several reads are issued

@@ -49,7 +49,6 @@ interface PrefixSeq {
   split?: number;
 }
 
-
 export class PrefixCoordinator {
   readonly mode: PrefixMode;
   private readonly core: SchedCore;
@@ -271,8 +270,6 @@ export class PrefixCoordinator {
     this.slots.land(id, at);
   }
 
-
-
   /** When each live request's issued loads are expected to land. */
   private landingTimes(): Map<SeqState, number> {
     const landAt = new Map<SeqState, number>();
@@ -303,7 +300,7 @@ export class PrefixCoordinator {
     }
     const landAt = this.landingTimes();
     let storageFree = now;
-    for (const [id, s] of this.loads) if (s.hold && !s.hold.dropped) storageFree = Math.max(storageFree, this.slots.expected(id)!);
+    for (const at of landAt.values()) storageFree = Math.max(storageFree, at);
     const cost = this.core.cost;
     const dil = this.frontEstimated > 0 ? Math.max(1, this.frontActual / this.frontEstimated) : 1;
     const jobs: PlanJob[] = [];
