@@ -15,6 +15,8 @@ constexpr int64_t kMinSplitTokens = 512;
 // Prefill query vectors per tile: enough to amortize each K/V row's load, few enough that
 // scores and accumulators stay in L1/L2.
 constexpr int kTileVectors = 32;
+// Column vectors of the widest P*V tile (pvHeads).
+constexpr int kPvColumns = kL == 16 ? 4 : 2;
 
 template <DType T>
 using Elem = std::conditional_t<T == DType::F32, float, uint16_t>;
@@ -31,18 +33,24 @@ struct VecOf {
 inline float exp2Scalar(float x) { return x < -126.f ? 0.f : std::exp2(x); }
 
 // Prefetches one contiguous run into L2 a few lines per step, so the requests are spread
-// through the compute loops instead of queued in one burst.
+// through the compute loops instead of queued in one burst. The steps come at one of two
+// paces, chosen at reset: once per tile, or once per iteration inside a tile.
 struct Prefetcher {
+  enum class Pace { Tile, Inner };
   const char* p = nullptr;
   const char* end = nullptr;
   int perStep = 0;
-  void reset(const void* begin, int64_t bytes, int steps) {
+  Pace pace = Pace::Tile;
+  void reset(const void* begin, int64_t bytes, int steps, Pace at = Pace::Tile) {
     p = static_cast<const char*>(begin);
     end = p + bytes;
+    pace = at;
     const int64_t lines = (bytes + 63) / 64;
     perStep = steps > 0 ? int((lines + steps - 1) / steps) : int(lines);
   }
-  void step() {
+  // A step at pace `at`; a no-op at the other pace.
+  void step(Pace at) {
+    if (at != pace) return;
     for (int i = 0; i < perStep && p < end; ++i, p += 64) KVCAKE_PREFETCH_L2(p);
   }
   // Whatever the steps left.
@@ -50,6 +58,11 @@ struct Prefetcher {
     for (; p < end; p += 64) KVCAKE_PREFETCH_L2(p);
   }
 };
+
+// Query vectors a score tile takes at once out of a group of g (scoreRows: 4, 2, then 1).
+constexpr int scoreHeadsAtOnce(int g) { return g >= 4 ? 4 : g >= 2 ? 2 : 1; }
+// V rows a P*V tile of gp query vectors and c column vectors keeps in flight (pvTile).
+constexpr int pvRowsAtOnce(int gp, int c) { return gp * c >= 8 ? 1 : gp * c >= 4 ? 2 : 4; }
 
 // Per-task working set: scaled queries (and raw bf16 queries for the bf16 dot path),
 // fp32 accumulators, running reference max / sum, and a window's scores (then
@@ -83,11 +96,12 @@ void loadQueries(Work& w, int i0, const Elem<T>* src, int64_t srcStride, int nq,
 // s[r * rs + g * gs] = q_g . k_r for GH query vectors (q + g * D, or qh for the bf16 dot
 // path, which multiplies by qScale at the end) and R key rows k[0 .. R): GH * R dot
 // products share every key load and every query load, and one reduction finishes them.
+// `pf`, if given, is stepped at its inner pace once per iteration over the head dim.
 // With HeadsInner (gs == 1, decode) the results leave in runs of GH heads per row, else
 // (rs == 1, prefill) in runs of R rows per query vector.
 template <DType T, int GH, int R, bool HeadsInner>
 inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, const Elem<T>* const* k, float* s,
-                      int64_t gs, int64_t rs) {
+                      int64_t gs, int64_t rs, Prefetcher* pf = nullptr) {
   static_assert(GH * R <= kL, "one reduction per tile");
   constexpr auto at = [](int g, int r) { return HeadsInner ? r * GH + g : g * R + r; };
   F acc[kL];
@@ -96,6 +110,7 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
   if constexpr (kBf16Dot<T>) {
     int d = 0;
     for (; d + 32 <= D; d += 32) {
+      if (pf) pf->step(Prefetcher::Pace::Inner);
 #pragma GCC unroll 16
       for (int g = 0; g < GH; ++g)
 #pragma GCC unroll 16
@@ -110,6 +125,7 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
   } else {
     (void)qh;
     for (int d = 0; d < D; d += kL) {
+      if (pf) pf->step(Prefetcher::Pace::Inner);
       F kv[R];
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) kv[r] = Vec::template loadT<T>(k[r] + d);
@@ -136,15 +152,15 @@ inline void scoreTile(const float* q, const uint16_t* qh, float qScale, int D, c
 }
 
 // Scores of GH query vectors against `rows` key rows: tiles of kL / GH rows (so each tile
-// fills one reduction), then halving tiles for the rest. `pf` is stepped once per tile.
+// fills one reduction), then halving tiles for the rest. `pf` steps in the full tiles.
 template <DType T, int GH, bool HeadsInner>
 void scoreRowsGH(const float* q, const uint16_t* qh, float qScale, int D, const Elem<T>* const* k, int rows, float* s,
                  int64_t gs, int64_t rs, Prefetcher* pf) {
   constexpr int R = kL / GH;
   int j = 0;
   for (; j + R <= rows; j += R) {
-    if (pf) pf->step();
-    scoreTile<T, GH, R, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs);
+    if (pf) pf->step(Prefetcher::Pace::Tile);
+    scoreTile<T, GH, R, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs, pf);
   }
   if constexpr (R >= 2) {
     if (j + R / 2 <= rows) scoreTile<T, GH, R / 2, HeadsInner>(q, qh, qScale, D, k + j, s + j * rs, gs, rs), j += R / 2;
@@ -178,10 +194,11 @@ void scoreRows(const float* q, const uint16_t* qh, float qScale, int nq, int D, 
 // acc[g * D + c] += sum_j p[g * pg + j * pj] * V_j[c] for GP query vectors and the C * kL
 // columns at v (row j at v + j * D): the accumulators stay in registers over the rows and
 // each converted V vector feeds GP FMAs; with few of them, J rows are in flight at once
-// (separate partial sums) so there are at least 8 independent FMA chains.
+// (separate partial sums) so there are at least 8 independent FMA chains. `pf`, if given,
+// is stepped at its inner pace once per J rows.
 template <DType T, int GP, int C>
-inline void pvTile(const float* p, int64_t pg, int64_t pj, const Elem<T>* v, int n, int D, float* acc) {
-  constexpr int J = GP * C >= 8 ? 1 : GP * C >= 4 ? 2 : 4;
+inline void pvTile(const float* p, int64_t pg, int64_t pj, const Elem<T>* v, int n, int D, float* acc, Prefetcher* pf = nullptr) {
+  constexpr int J = pvRowsAtOnce(GP, C);
   F x[J][GP][C];
 #pragma GCC unroll 4
   for (int g = 0; g < GP; ++g)
@@ -193,6 +210,7 @@ inline void pvTile(const float* p, int64_t pg, int64_t pj, const Elem<T>* v, int
     }
   int j = 0;
   for (; j + J <= n; j += J) {
+    if (pf) pf->step(Prefetcher::Pace::Inner);
 #pragma GCC unroll 4
     for (int u = 0; u < J; ++u) {
       F vv[C];
@@ -227,15 +245,15 @@ inline void pvTile(const float* p, int64_t pg, int64_t pj, const Elem<T>* v, int
     }
 }
 
-// Widest column tile: 64 columns with 16 lanes, 16 with 8 (every head dim is a multiple of
-// 16). `pf` is stepped once per column tile.
+// Widest column tile: kPvColumns vectors, 64 columns with 16 lanes, 16 with 8 (every head
+// dim is a multiple of 16). `pf` steps in the widest tiles.
 template <DType T, int GP>
 void pvHeads(const float* p, int64_t pg, int64_t pj, const Elem<T>* v, int n, int D, float* acc, Prefetcher* pf) {
-  constexpr int CMax = kL == 16 ? 4 : 2;
+  constexpr int CMax = kPvColumns;
   int c = 0;
   for (; c + CMax * kL <= D; c += CMax * kL) {
-    if (pf) pf->step();
-    pvTile<T, GP, CMax>(p, pg, pj, v + c, n, D, acc + c);
+    if (pf) pf->step(Prefetcher::Pace::Tile);
+    pvTile<T, GP, CMax>(p, pg, pj, v + c, n, D, acc + c, pf);
   }
   if constexpr (CMax >= 4) {
     if (c + 2 * kL <= D) pvTile<T, GP, 2>(p, pg, pj, v + c, n, D, acc + c), c += 2 * kL;
