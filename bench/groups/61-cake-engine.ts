@@ -21,7 +21,10 @@
 //   5. Each cell: an engine per mode over the same store with the cap, one warm-up run each,
 //      then `reps` rounds in which the modes take turns; TTFT is generate() to the first
 //      token (wall clock), median and spread (max - min over median). The oracle's compute
-//      steps are the compute-only runs of the same cell.
+//      steps are the compute-only runs of the same cell. Cake / oracle is the median over
+//      rounds of each Cake run over the oracle of its own round (from the compute-only run
+//      right after it), so the machine's drift between rounds cancels; the ratio of the
+//      medians is beside it.
 // The oracle: min over k of max(compute of chunks [0, k), loads of chunks [k, 8)) plus the
 // suffix step, and computing everything at k = 8, from the costs measured in step 3: loads
 // pipeline a read and a copy per chunk, so loading n chunks costs n x the slower hop plus
@@ -242,12 +245,18 @@ export const group: BenchGroup = {
         for (const m of MODES) runners[m] = await modeRunner(m, diskStore(dir, cap), cost, modelId, prompt, m === 'compute-only' ? computeReports : undefined);
         const ttfts = { cake: [] as number[], 'compute-only': [] as number[], 'load-only': [] as number[] };
         const stepRuns: number[][] = [];
+        // Cake over the oracle of the same round: that round's compute-only steps, run right
+        // after it, so the machine's drift between rounds cancels out of the ratio.
+        const paired: number[] = [];
         let cakeLoaded = 0;
         for (let r = 0; r < reps; r++) {
           for (const m of MODES) {
             const x = await runners[m].run();
             ttfts[m].push(x.ttft);
-            if (m === 'compute-only') stepRuns.push(x.steps);
+            if (m === 'compute-only') {
+              stepRuns.push(x.steps);
+              paired.push(ttfts.cake[r] / oracle(x.steps.slice(0, STORED), x.steps[STORED], load).ttft);
+            }
             if (m === 'cake') cakeLoaded = x.cached / CHUNK;
           }
         }
@@ -272,7 +281,8 @@ export const group: BenchGroup = {
         computeRuns.push(computeReports);
         const sim = {} as Record<Mode, number>;
         for (const m of MODES) sim[m] = await simTtft(m, cost, timing, bandwidth);
-        worstOracle = Math.max(worstOracle, t.cake / o.ttft);
+        const pairedRatio = median(paired);
+        worstOracle = Math.max(worstOracle, pairedRatio);
         worstSingle = Math.max(worstSingle, t.cake / best);
         if (t.cake > best * (1 + noise)) singleMet = false;
         worstSim = Math.max(worstSim, Math.abs(sim.cake / t.cake - 1));
@@ -288,6 +298,8 @@ export const group: BenchGroup = {
           'oracle k': o.k,
           'cake loaded': cakeLoaded,
           'cake/oracle': t.cake / o.ttft,
+          'cake/oracle paired': pairedRatio,
+          'paired range': `${Math.min(...paired).toFixed(2)}-${Math.max(...paired).toFixed(2)}`,
           'cake/best single': t.cake / best,
           'spread %': 100 * noise,
           'sim cake s': sim.cake,
@@ -305,7 +317,7 @@ export const group: BenchGroup = {
       const shared = await twoProcesses(ctx, cost, modelId, prompt, reps);
       return [
         ...shared,
-        { metric: 'cake-engine: worst Cake / oracle TTFT over caps', value: worstOracle.toFixed(2), target: '<= 1.10', met: worstOracle <= 1.1 },
+        { metric: 'cake-engine: worst Cake / oracle TTFT over caps (median over rounds of Cake / the oracle of its round)', value: worstOracle.toFixed(2), target: '<= 1.10', met: worstOracle <= 1.1 },
         { metric: 'cake-engine: worst Cake / better single mode', value: worstSingle.toFixed(2), target: '<= 1.00 within the runs\' spread', met: singleMet },
         { metric: 'cake-engine: worst simulator vs engine deviation (Cake TTFT)', value: `${(100 * worstSim).toFixed(0)}%`, target: '<= 15%', met: worstSim <= 0.15 },
       ];
