@@ -28,6 +28,8 @@ export const group: BenchGroup = {
   async run(ctx: BenchContext): Promise<Headline[]> {
     const be = openBench(ctx);
     const samples = ctx.full ? 11 : 9;
+    // The reference read is the CPU backend's.
+    const cpu = be.info().backend === 'cpu';
     const rows: Record<string, unknown>[] = [];
     let worst: { s: Spread; blockSize: number } | undefined;
     for (const p of points(ctx.full)) {
@@ -35,8 +37,6 @@ export const group: BenchGroup = {
       const ident = await setupDecode(be, p, 'identity');
       const shuf = await setupDecode(be, p, 'shuffled');
       try {
-        // The reference read is the CPU backend's.
-        const cpu = be.info().backend === 'cpu';
         const [ti, ts, ri, rs] = await sampled(cpu ? [ident.decode, shuf.decode, ident.readTable, shuf.readTable] : [ident.decode, shuf.decode], samples);
         const overhead = spread(ts.map((x, i) => x / ti[i] - 1));
         if (!worst || overhead.median > worst.s.median) worst = { s: overhead, blockSize: p.blockSize };

@@ -8,9 +8,10 @@
 //   2. Calibration runs through the engine (baseline, their own requests: requests that
 //      each arrive at an idle engine, a light phase and a busy one) refit the step costs to
 //      the steps the engine really ran, host time between back-to-back steps and the cold
-//      first step after an idle stretch included (fitEngineSteps). Per rate, a calibration run takes turns with the rows' runs
-//      (calibration, baseline, layerkv, three times): the machine's speed drifts by 10-15%
-//      between windows of ten seconds, so the preset is measured among the runs it predicts.
+//      first step after an idle stretch included (fitEngineSteps). Per rate, a calibration
+//      run takes turns with the rows' runs (calibration, baseline, layerkv, three times):
+//      the machine's speed drifts by 10-15% between windows of ten seconds, so the preset
+//      is measured among the runs it predicts.
 //      That refit is the simulator's step timing for the rate, and what the engines of the
 //      next rate plan with (the first rate's plan with a calibration before the rows). The
 //      copies between the tiers keep their measured bandwidth and, on the CPU, lengthen the
@@ -176,7 +177,8 @@ export const group: BenchGroup = {
     const calibrationRuns = async (seed: number) => {
       const runs: StepReport[][] = [];
       const idle = workload(ISOLATED, 1, seed).map((r, i) => ({ ...r, arrival: i * ISOLATED_GAP, maxNewTokens: 4 }));
-      for (const reqs of [idle, workload(12, 0.3 * capacityOf(cal.cost), seed), workload(24, 0.9 * capacityOf(cal.cost), seed)]) {
+      const cap = capacityOf(cal.cost);
+      for (const reqs of [idle, workload(12, 0.3 * cap, seed), workload(24, 0.9 * cap, seed)]) {
         const calSteps: StepReport[] = [];
         const e = await engineFor('baseline', cal.cost, (s) => calSteps.push(s));
         await runEngine(e, reqs);

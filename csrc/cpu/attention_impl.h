@@ -91,7 +91,7 @@ void decodeTask(const DecodeArgs& a, const Item& it, float* partAcc, float* part
     const Prefetcher::Pace pace = G >= 2 ? Prefetcher::Pace::Inner : Prefetcher::Pace::Tile;
     const int GH = scoreHeadsAtOnce(G);
     const int scoreTiles = std::max(1, n / (kL / GH));
-    const int scoreSteps = pace == Prefetcher::Pace::Tile ? scoreTiles : scoreTiles * (kBf16Dot<T> ? D / 32 : D / kL);
+    const int scoreSteps = pace == Prefetcher::Pace::Tile ? scoreTiles : scoreTiles * scoreTileIterations<T>(D);
     for (int h = 0; h < L.numKvHeads; ++h) {
       const Elem<T>* k = pool + L.offset(block, 0, h, tok);
       for (int r = 0; r < n; ++r) krows[r] = k + int64_t(r) * D;

@@ -93,6 +93,13 @@ void loadQueries(Work& w, int i0, const Elem<T>* src, int64_t srcStride, int nq,
 
 // ---- scores ----
 
+// Iterations of scoreTile's loop over the head dim (the steps its inner pace takes): 32
+// values at a time on the bf16 dot path, kL otherwise.
+template <DType T>
+constexpr int scoreTileIterations(int D) {
+  return kBf16Dot<T> ? D / 32 : D / kL;
+}
+
 // s[r * rs + g * gs] = q_g . k_r for GH query vectors (q + g * D, or qh for the bf16 dot
 // path, which multiplies by qScale at the end) and R key rows k[0 .. R): GH * R dot
 // products share every key load and every query load, and one reduction finishes them.
