@@ -23,18 +23,29 @@ export function describeBackend(be: Backend, kernel?: string): string {
   return `cpu (${be.deviceName}, ISA ${info.isa}${path})`;
 }
 
-/** Last-level cache size in bytes (Linux sysfs), else 32 MiB. */
-export function lastLevelCacheBytes(): number {
+/** Largest cache of cpu0 at `level` (any level for 0) in bytes, from Linux sysfs; 0 if unknown. */
+function cacheBytes(level: number): number {
   let best = 0;
   for (let i = 0; i < 8; i++) {
-    const f = `/sys/devices/system/cpu/cpu0/cache/index${i}/size`;
-    if (!existsSync(f)) continue;
-    const m = readFileSync(f, 'utf8').trim().match(/^(\d+)([KMG]?)$/);
+    const dir = `/sys/devices/system/cpu/cpu0/cache/index${i}`;
+    if (!existsSync(`${dir}/size`) || !existsSync(`${dir}/level`)) continue;
+    if (level && Number(readFileSync(`${dir}/level`, 'utf8').trim()) !== level) continue;
+    const m = readFileSync(`${dir}/size`, 'utf8').trim().match(/^(\d+)([KMG]?)$/);
     if (!m) continue;
     const v = Number(m[1]) * (m[2] === 'K' ? 1024 : m[2] === 'M' ? 2 ** 20 : m[2] === 'G' ? 2 ** 30 : 1);
     best = Math.max(best, v);
   }
-  return best || 32 * 2 ** 20;
+  return best;
+}
+
+/** Last-level cache size in bytes (Linux sysfs), else 32 MiB. */
+export function lastLevelCacheBytes(): number {
+  return cacheBytes(0) || 32 * 2 ** 20;
+}
+
+/** Per-core L2 size in bytes (Linux sysfs), else 1 MiB. */
+export function l2CacheBytes(): number {
+  return cacheBytes(2) || 2 ** 20;
 }
 
 /**
@@ -198,6 +209,9 @@ export interface DecodeSetup {
   readTable(): Work<number>;
   /** Device -> device copy of the same bytes (a memcpy on the CPU backend). */
   memcpy(): Work;
+  /** The same decode with every table entry pointing into blocks that fit in half of one
+   *  core's L2: the same work with its reads hot, the kernel's compute ceiling (CPU). */
+  hot(): Work;
   release(): void;
 }
 
@@ -216,6 +230,8 @@ export async function setupDecode(be: Backend, p: DecodePoint, order: 'identity'
   const tables = Array.from({ length: replicas }, (_, r) => Int32Array.from(ids.slice(r * blocks, (r + 1) * blocks)));
   const contiguous = Array.from({ length: replicas }, (_, r) => Int32Array.from({ length: blocks }, (_, i) => r * blocks + i));
   const pairs = Array.from({ length: replicas }, (_, r) => identityPairs(blocks, r * blocks));
+  const hotBlocks = Math.max(1, Math.min(blocks, Math.floor(l2CacheBytes() / 2 / blockBytes)));
+  const hotTable = Int32Array.from({ length: blocks }, (_, i) => ids[i % hotBlocks]);
   const numHeads = p.numKvHeads * p.gqa;
   const qn = p.batch * numHeads * p.headDim;
   const q = be.tensor({ dtype: p.dtype, shape: [p.batch, numHeads, p.headDim] });
@@ -236,6 +252,7 @@ export async function setupDecode(be: Backend, p: DecodePoint, order: 'identity'
     read: () => be.referenceRead(pool, contiguous[rr++ % replicas]),
     readTable: () => be.referenceRead(pool, tables[rt++ % replicas]),
     memcpy: () => be.copyBlocks(pool, dst, pairs[rc++ % replicas]),
+    hot: () => be.decode({ pool, q, out, blockTables: hotTable, tableStride: perSeq, contextLens, numHeads }),
     release: () => {
       for (const x of [pool, dst, q, out]) x.release();
     },
