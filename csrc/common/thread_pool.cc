@@ -1,13 +1,17 @@
 #include "common/thread_pool.h"
 
+#include "common/error.h"
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -24,13 +28,30 @@ namespace {
 // back to back (a model step is hundreds of them), so a thread about to sleep first spins
 // this long for what it waits on: the next job for a worker, the last item for a caller.
 // KVCAKE_SPIN_US sets it; 0 sleeps at once.
+constexpr long kDefaultSpinUs = 50, kMaxSpinUs = 100000, kMaxThreads = 4096;
+
+// An integer environment variable within [lo, hi]: the value, or `fallback` when unset;
+// throws an Error naming it and its limits otherwise.
+long envInt(const char* name, long lo, long hi, long fallback, const char* unit) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(s, &end, 10);
+  if (end == s || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+    throw Error(std::string(name) + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                " (" + unit + "), got '" + s + "'");
+  return v;
+}
+
+// Read once; backend creation has already checked it (checkEnvironment), so a bad value
+// reaching here falls back to the default instead of throwing on a worker thread.
 std::chrono::nanoseconds spinBudget() {
   static const std::chrono::nanoseconds budget = [] {
-    long us = 50;
-    if (const char* s = std::getenv("KVCAKE_SPIN_US")) {
-      char* end = nullptr;
-      const long v = std::strtol(s, &end, 10);
-      if (end != s && *end == '\0' && v >= 0) us = std::min(v, 100000L);
+    long us = kDefaultSpinUs;
+    try {
+      us = envInt("KVCAKE_SPIN_US", 0, kMaxSpinUs, kDefaultSpinUs, "microseconds");
+    } catch (const Error&) {
     }
     return std::chrono::nanoseconds(std::chrono::microseconds(us));
   }();
@@ -119,12 +140,18 @@ struct ThreadPool::Impl {
 };
 
 static int defaultThreads() {
-  if (const char* s = std::getenv("KVCAKE_NUM_THREADS")) {
-    int v = std::atoi(s);
-    if (v > 0) return v;
-  }
   unsigned h = std::thread::hardware_concurrency();
-  return h ? int(h) : 1;
+  long n = h ? long(h) : 1;
+  try {
+    n = envInt("KVCAKE_NUM_THREADS", 1, kMaxThreads, n, "threads");
+  } catch (const Error&) {
+  }
+  return int(n);
+}
+
+void ThreadPool::checkEnvironment() {
+  envInt("KVCAKE_NUM_THREADS", 1, kMaxThreads, 1, "threads");
+  envInt("KVCAKE_SPIN_US", 0, kMaxSpinUs, kDefaultSpinUs, "microseconds");
 }
 
 ThreadPool::ThreadPool(int threads) : impl_(new Impl) {

@@ -27,6 +27,11 @@ class ThreadPool {
   // The process-wide pool the CPU backend uses.
   static ThreadPool& global();
 
+  // Throws an Error naming KVCAKE_NUM_THREADS or KVCAKE_SPIN_US and its limits when either
+  // is set to something the pool cannot use (backend creation calls it, before the pool
+  // reads them).
+  static void checkEnvironment();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -408,6 +408,7 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> createCpuBackend(const CpuBackendOptions& options) {
+  ThreadPool::checkEnvironment();
   int64_t cap = options.deviceCapacityBytes > 0 ? options.deviceCapacityBytes : envCapacity();
   bool forced = false;
   const cpu::Isa isa = cpu::resolveIsa(options.isa, "createBackend: cpuIsa", &forced);

@@ -54,4 +54,28 @@ test('KVCAKE_CPU_DEVICE_BYTES limits the CPU device tier', () => {
   }
 });
 
+// The thread pool's knobs are checked when a backend is created, not on a worker thread.
+test('a bad KVCAKE_NUM_THREADS or KVCAKE_SPIN_US is an error at createBackend', () => {
+  const saved = { threads: process.env.KVCAKE_NUM_THREADS, spin: process.env.KVCAKE_SPIN_US };
+  try {
+    for (const v of ['0', 'four', '-2', '4097']) {
+      process.env.KVCAKE_NUM_THREADS = v;
+      assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === `KVCAKE_NUM_THREADS must be an integer from 1 to 4096 (threads), got '${v}'`);
+    }
+    delete process.env.KVCAKE_NUM_THREADS;
+    for (const v of ['-1', '50us', '1e9', '100001']) {
+      process.env.KVCAKE_SPIN_US = v;
+      assert.throws(() => createBackend({ backend: 'cpu' }), (e: Error) => e.message === `KVCAKE_SPIN_US must be an integer from 0 to 100000 (microseconds), got '${v}'`);
+    }
+    for (const v of ['0', '200']) {
+      process.env.KVCAKE_SPIN_US = v;
+      createBackend({ backend: 'cpu' });
+    }
+  } finally {
+    for (const [k, v] of [['KVCAKE_NUM_THREADS', saved.threads], ['KVCAKE_SPIN_US', saved.spin]] as const)
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+  }
+});
+
 test.run();
