@@ -24,11 +24,13 @@ namespace kvcake {
 namespace {
 
 // Waking a sleeping thread costs 15-65 us on a virtual machine (measured on a 2-vCPU VM: a
-// fork-join over two 100 us items took 153 us instead of 100). The kernels run fork-joins
-// back to back (a model step is hundreds of them), so a thread about to sleep first spins
-// this long for what it waits on: the next job for a worker, the last item for a caller.
-// KVCAKE_SPIN_US sets it; 0 sleeps at once.
-constexpr long kDefaultSpinUs = 50, kMaxSpinUs = 100000, kMaxThreads = 4096;
+// fork-join over two 100 us items took 153 us instead of 100). With KVCAKE_SPIN_US > 0 a
+// thread about to sleep first spins that long for what it waits on: the next job for a
+// worker, the last item for a caller. Off by default: where several queues' fork-joins
+// share fewer cores than threads (LayerKV's copies beside compute on two cores), a spinner
+// holds a core the thread it waits for needs, and step times stopped following the cost
+// model.
+constexpr long kDefaultSpinUs = 0, kMaxSpinUs = 100000, kMaxThreads = 4096;
 
 // An integer environment variable within [lo, hi]: the value, or `fallback` when unset;
 // throws an Error naming it and its limits otherwise.
