@@ -2,7 +2,6 @@
 
 #include "common/error.h"
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -28,8 +27,8 @@ namespace {
 // thread about to sleep first spins that long for what it waits on: the next job for a
 // worker, the last item for a caller. Off by default: where several queues' fork-joins
 // share fewer cores than threads (LayerKV's copies beside compute on two cores), a spinner
-// holds a core the thread it waits for needs, and step times stopped following the cost
-// model.
+// holds a core the thread it waits for needs, and on a 2-vCPU VM engine step times then
+// departed from the fitted cost model.
 constexpr long kDefaultSpinUs = 0, kMaxSpinUs = 100000, kMaxThreads = 4096;
 
 // An integer environment variable within [lo, hi]: the value, or `fallback` when unset;
