@@ -7,8 +7,9 @@
 //   - hot: the same decode with its table pointing into blocks that stay in L2 (CPU only),
 //     the kernel's compute ceiling on this machine.
 // Decode is memory bound when it keeps up with the read, compute bound when it keeps up with
-// hot; where hot itself is below 0.7x the read, no prefetch brings that point to the target. Each figure is the median of
-// several samples with their range, the ops of a sample taken in turn.
+// hot; where hot itself is below 0.7x the read, no prefetch brings that point to the target.
+// Each figure is the median of several samples with their range, the ops of a sample taken
+// in turn.
 // Prefill attention (causal prompt and a chunk) in GFLOP/s beside the FMA peak of the
 // same threads at the level the kernels run.
 // Default suite: 8 KV heads x 128, GQA 4, block 16, shuffled tables; fp16 at ctx 4K

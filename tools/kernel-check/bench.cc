@@ -96,7 +96,6 @@ void poolMemcpy(uint8_t* dst, const uint8_t* src, int64_t bytes, ThreadPool& tp)
   });
 }
 
-
 // Cache size in bytes at `level` (Linux sysfs, cpu0), the largest one for level 0; 0 if unknown.
 int64_t cacheBytes(int level) {
   int64_t best = 0;
@@ -128,8 +127,9 @@ void benchDecode(ThreadPool& tp, bool full) {
   // the same bytes. "hot" runs the same op with every table entry pointing into a few blocks
   // that stay in L2: the kernel's compute ceiling on this machine, for reading the cold
   // figure (near hot: compute bound; far below: waiting on memory).
-  const int64_t llc = cacheBytes(0) > 0 ? cacheBytes(0) : int64_t(32) << 20;
-  const int64_t l2 = cacheBytes(2) > 0 ? cacheBytes(2) : int64_t(1) << 20;
+  const int64_t llcFound = cacheBytes(0), l2Found = cacheBytes(2);
+  const int64_t llc = llcFound > 0 ? llcFound : int64_t(32) << 20;
+  const int64_t l2 = l2Found > 0 ? l2Found : int64_t(1) << 20;
   std::printf("\ndecode [%s] (%s KV, 8 KV heads x 128, block 16, shuffled block table), best of %d, interleaved;\n"
               "cold: replicas >= 4x the %lld MiB last-level cache, each op on the next; hot = the same op on\n"
               "blocks that fit in half the %lld KiB L2; memcpy = the same bytes copied by the same threads,\n"
@@ -163,9 +163,9 @@ void benchDecode(ThreadPool& tp, bool full) {
       std::memcpy(&pool[i], &h, 2);
     }
     // Replica r owns blocks [r * setBlocks, (r + 1) * setBlocks): shuffled within them, or in order.
-    std::vector<int32_t> shuffledIds(L.numBlocks), identity(L.numBlocks), hot(setBlocks);
+    std::vector<int32_t> identity(L.numBlocks), hot(setBlocks);
     std::iota(identity.begin(), identity.end(), 0);
-    shuffledIds = identity;
+    std::vector<int32_t> shuffledIds = identity;
     for (int r = 0; r < replicas; ++r)
       std::shuffle(shuffledIds.begin() + r * setBlocks, shuffledIds.begin() + (r + 1) * setBlocks, rng);
     const int64_t hotBlocks = std::max<int64_t>(1, std::min<int64_t>(setBlocks, l2 / 2 / L.blockBytes()));
